@@ -1,0 +1,77 @@
+package memory
+
+import (
+	"errors"
+	"testing"
+)
+
+func newTestGuest(t *testing.T) *Guest {
+	t.Helper()
+	g, err := New([]RegionSpec{{Base: 0, Size: 1 << 20}, {Base: 4 << 30, Size: 64 << 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g
+}
+
+func TestBoundsChecked(t *testing.T) {
+	g := newTestGuest(t)
+	cases := []struct {
+		addr, n uint64
+		ok      bool
+	}{
+		{0, 1 << 20, true},
+		{1<<20 - 4, 4, true},
+		{1<<20 - 3, 4, false}, // straddles end of first region
+		{1 << 20, 1, false},   // in the hole
+		{4 << 30, 64 << 10, true},
+		{4<<30 + 1, 64 << 10, false},
+		{^uint64(0) - 1, 4, false}, // overflow
+		{0, ^uint64(0), false},
+	}
+	for _, c := range cases {
+		_, err := g.Slice(c.addr, c.n)
+		if (err == nil) != c.ok {
+			t.Errorf("Slice(%#x, %#x) err=%v, want ok=%v", c.addr, c.n, err, c.ok)
+		}
+		if err != nil && !errors.Is(err, ErrOutOfRange) {
+			t.Errorf("Slice(%#x, %#x) err=%v, want ErrOutOfRange", c.addr, c.n, err)
+		}
+	}
+}
+
+func TestLittleEndian(t *testing.T) {
+	g := newTestGuest(t)
+	if err := g.PutUint64(0x100, 0x1122334455667788); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := g.Uint8(0x100)
+	w, _ := g.Uint16(0x100)
+	d, _ := g.Uint32(0x104)
+	if b != 0x88 || w != 0x7788 || d != 0x11223344 {
+		t.Fatalf("got %#x %#x %#x", b, w, d)
+	}
+	if err := g.StoreUint32Atomic(0x200, 0xdeadbeef); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := g.LoadUint32Atomic(0x200); v != 0xdeadbeef {
+		t.Fatalf("atomic got %#x", v)
+	}
+	if _, err := g.LoadUint32Atomic(0x202); err == nil {
+		t.Fatal("unaligned atomic access accepted")
+	}
+}
+
+func TestNewRejectsBadLayouts(t *testing.T) {
+	for _, specs := range [][]RegionSpec{
+		nil,
+		{{Base: 0, Size: 100}},
+		{{Base: 0, Size: 8192}, {Base: 4096, Size: 4096}},
+	} {
+		if g, err := New(specs); err == nil {
+			g.Close()
+			t.Errorf("New(%v) succeeded", specs)
+		}
+	}
+}
