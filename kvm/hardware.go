@@ -24,18 +24,18 @@ func hardwareBacked(dev, cpuinfo, modules, pvmSysfs string) (bool, string) {
 		}
 		return false, "cannot stat " + dev + ": " + err.Error()
 	}
+	if mods, err := os.ReadFile(modules); err == nil && moduleLoaded(mods, "kvm_pvm") {
+		return false, "kvm_pvm is loaded: /dev/kvm is the emulating PVM backend"
+	}
+	if _, err := os.Stat(pvmSysfs); err == nil {
+		return false, "kvm_pvm is in /sys/module: /dev/kvm is the emulating PVM backend"
+	}
 	info, err := os.ReadFile(cpuinfo)
 	if err != nil {
 		return false, "cannot read " + cpuinfo + ": " + err.Error()
 	}
 	if !cpuHasVirtFlag(info) {
-		return false, "CPU has neither vmx nor svm in " + cpuinfo + " (emulated or nested-less KVM)"
-	}
-	if mods, err := os.ReadFile(modules); err == nil && moduleLoaded(mods, "kvm_pvm") {
-		return false, "kvm_pvm is loaded: /dev/kvm is the PVM backend"
-	}
-	if _, err := os.Stat(pvmSysfs); err == nil {
-		return false, "kvm_pvm is present in /sys/module: /dev/kvm is the PVM backend"
+		return false, "the CPU flags in " + cpuinfo + " have neither vmx nor svm"
 	}
 	return true, "hardware virtualisation (vmx/svm) available"
 }

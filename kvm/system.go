@@ -104,8 +104,8 @@ func (s *System) SupportedCPUID() ([]CPUIDEntry, error) {
 
 // decodeCPUID decodes a kvm_cpuid2 buffer that has room for capacity entries.
 func decodeCPUID(buf []byte, capacity int) ([]CPUIDEntry, error) {
-	if len(buf) < flexHeaderSize {
-		return nil, fmt.Errorf("kvm: kvm_cpuid2 buffer of %d bytes", len(buf))
+	if len(buf) < flexHeaderSize || capacity < 0 {
+		return nil, fmt.Errorf("kvm: kvm_cpuid2 buffer of %d bytes, capacity %d", len(buf), capacity)
 	}
 	nent := binary.LittleEndian.Uint32(buf[0:])
 	if uint64(nent) > uint64(capacity) || uint64(len(buf)) < flexHeaderSize+uint64(nent)*cpuidEntrySize {
