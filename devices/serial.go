@@ -95,11 +95,13 @@ const (
 // character-timeout emulation is needed.
 //
 // Interrupts: each source (line status, data available, THR empty, modem
-// status) that is enabled in IER and becomes pending raises one edge. The THR
-// empty source becomes pending when ETBEI goes from 0 to 1 and after every
-// write to THR; it is cleared by reading IIR when IIR reports it and by
-// writing THR. IIR reports the highest-priority pending source. MCR.OUT2 does
-// not gate the line.
+// status) that is enabled in IER and becomes pending raises one edge; a
+// source that stays pending raises no more. The THR-empty source is latched
+// when ETBEI goes from 0 to 1 and by every write to THR (the byte leaves at
+// once, so THR is empty again); reading IIR while IIR reports it clears the
+// latch. So a driver that reads IIR and then writes a burst of bytes gets one
+// edge per burst, not one per byte. IIR reports the highest-priority pending
+// source. MCR.OUT2 does not gate the line.
 type Serial struct {
 	irq Interrupt       // nil: no interrupts
 	out *BufferedOutput // transmitted bytes
