@@ -177,6 +177,10 @@ func New(dev virtio.Device, mem *memory.Guest, router InterruptRouter, ioev IOEv
 	if barAddr == 0 || barAddr%BARSize != 0 || barAddr+BARSize < barAddr {
 		return nil, fmt.Errorf("virtio-pci: BAR address %#x not aligned to %#x", barAddr, BARSize)
 	}
+	id := dev.DeviceID()
+	if id == 0 || id > 0x3F {
+		return nil, fmt.Errorf("virtio-pci: device ID %d outside 1..63 (PCI IDs 0x1041..0x107f)", id)
+	}
 	sizes := append([]uint16(nil), dev.QueueMaxSizes()...)
 	if len(sizes) == 0 || len(sizes) > MaxQueues {
 		return nil, fmt.Errorf("virtio-pci: device %d has %d queues, want 1..%d", dev.DeviceID(), len(sizes), MaxQueues)
@@ -194,7 +198,11 @@ func New(dev virtio.Device, mem *memory.Guest, router InterruptRouter, ioev IOEv
 	if len(vectors) != nvec {
 		return nil, fmt.Errorf("virtio-pci: router returned %d vectors, want %d", len(vectors), nvec)
 	}
-	id := dev.DeviceID()
+	for i, v := range vectors {
+		if v == nil {
+			return nil, fmt.Errorf("virtio-pci: router returned no vector %d", i)
+		}
+	}
 	t := &Transport{
 		dev:      dev,
 		mem:      mem,

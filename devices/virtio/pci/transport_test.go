@@ -41,6 +41,13 @@ func TestNewRejects(t *testing.T) {
 	if _, err := New(nil, r.mem, r.router, r.ioev, testBAR); err == nil {
 		t.Error("nil device accepted")
 	}
+	for _, id := range []uint16{0, 0x40, 0xFFFF} {
+		d := newFakeDevice()
+		d.id = id
+		if _, err := New(d, r.mem, r.router, r.ioev, testBAR); err == nil {
+			t.Errorf("device ID %#x accepted", id)
+		}
+	}
 	for _, sizes := range [][]uint16{nil, {0}, {100}, {256, 3}, make([]uint16, MaxQueues+1)} {
 		d := newFakeDevice()
 		d.sizes = sizes
