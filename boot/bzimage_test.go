@@ -168,6 +168,24 @@ func TestLoadRealBzImage(t *testing.T) {
 	if k.Header.Version < 0x020f {
 		t.Errorf("protocol %#x", k.Header.Version)
 	}
+	// The rest of the boot sequence, with a 16 MiB initrd.
+	regions := mem.Regions()
+	initrd, err := PlaceInitrd(regions, k.End, k.InitrdAddrMax, 16<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmdline := "console=ttyS0 panic=-1"
+	if err := WriteCmdline(mem, CmdlineAddr, cmdline, min(CmdlineMax, int(k.CmdlineSize)+1)); err != nil {
+		t.Fatal(err)
+	}
+	err = WriteBootParams(mem, k, LinuxParams{
+		CmdlineAddr: CmdlineAddr, CmdlineLen: len(cmdline),
+		InitrdAddr: initrd, InitrdSize: 16 << 20, E820: E820Map(regions), RSDPAddr: RSDPAddr,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("initrd at %#x", initrd)
 }
 
 func FuzzLoadBzImage(f *testing.F) {

@@ -123,8 +123,14 @@ const (
 	// register (1 byte). A write with ACPISleepEnable set and SLP_TYP (bits
 	// 2..4) equal to ACPISleepTypeS5 requests S5 (poweroff).
 	ACPISleepControlPort = 0x600
-	// ACPISleepStatusPort is the sleep status register (1 byte).
+	// ACPISleepStatusPort is the sleep status register (1 byte). Before
+	// entering a sleep state Linux writes ACPIWakeStatus to it to clear
+	// WAK_STS, then writes the sleep control register, then polls this
+	// register until WAK_STS is set; for S5 the VMM stops the VM at the
+	// control write instead.
 	ACPISleepStatusPort = 0x601
+	// ACPIWakeStatus is WAK_STS in the sleep status register.
+	ACPIWakeStatus = 1 << 7
 	// ACPIResetPort is the FADT reset register (1 byte); writing
 	// ACPIResetValue reboots.
 	ACPIResetPort  = 0x602
