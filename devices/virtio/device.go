@@ -68,14 +68,15 @@ type Interrupt interface {
 
 // FailureReporter is optionally implemented by the Interrupt a transport
 // passes to Device.Activate. A device calls Failed at most once per
-// activation, from a worker goroutine, when the driver broke a queue (the
-// error wraps queue.ErrGuest) or the device's host side failed; the
-// device's workers have already stopped. The transport should set
-// DEVICE_NEEDS_RESET and call ConfigChanged (virtio 1.2, 2.1.2).
+// activation when the driver broke a queue (the error wraps queue.ErrGuest)
+// or the device's host side failed. By then the device's workers have
+// stopped, and Failed runs on a goroutine that holds no device lock and
+// that Reset does not wait for, so the transport may take its own locks (or
+// call Reset) from it. The transport should set DEVICE_NEEDS_RESET and
+// call ConfigChanged (virtio 1.2, 2.1.2).
 //
-// Failed may arrive after the transport has begun a Reset of the device:
-// the transport should ignore it unless the device is still live. Failed
-// must not wait for Device.Reset to return.
+// Failed may race with a Reset the transport has already begun: the
+// transport should ignore it unless that activation is still live.
 type FailureReporter interface {
 	Failed(err error)
 }
