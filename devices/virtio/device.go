@@ -59,6 +59,8 @@ var ErrClosed = errors.New("virtio: kick closed")
 // Interrupt signals the guest. It is implemented by the transport (for PCI:
 // an MSI-X vector per queue, delivered through a KVM irqfd). Its methods are
 // called from device worker goroutines and must be safe for concurrent use.
+// They must not wait for anything the transport holds while it calls
+// Device.Reset, because Reset waits for those workers to exit.
 type Interrupt interface {
 	// Notify tells the guest that queue has new used buffers.
 	Notify(queue int) error
