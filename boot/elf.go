@@ -31,7 +31,8 @@ const (
 	XenElfnotePhys32Entry = 18
 )
 
-var xenNoteName = []byte("Xen\x00")
+// xenNoteName is the name of the Xen notes, NUL included.
+const xenNoteName = "Xen\x00"
 
 // PVHKernel is what LoadPVH found and where it put the kernel.
 type PVHKernel struct {
@@ -246,7 +247,7 @@ func scanNotes(b []byte, align uint64, budget *int) (entry uint64, found bool, e
 		if descOff+descsz > uint64(len(b)) || nameOff+namesz > uint64(len(b)) {
 			return 0, false, fmt.Errorf("note at %#x (name %d, desc %d bytes) overruns the segment", off, namesz, descsz)
 		}
-		if typ == XenElfnotePhys32Entry && bytes.Equal(b[nameOff:nameOff+namesz], xenNoteName) {
+		if typ == XenElfnotePhys32Entry && string(b[nameOff:nameOff+namesz]) == xenNoteName {
 			desc := b[descOff : descOff+descsz]
 			var v uint64
 			switch descsz {

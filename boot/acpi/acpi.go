@@ -11,6 +11,7 @@
 package acpi
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -185,6 +186,7 @@ const (
 // newTable returns a table of size bytes with its header filled in except
 // the checksum; finish sets that once the body is written.
 func newTable(sig string, size int, revision uint8) []byte {
+	le := binary.LittleEndian
 	t := make([]byte, size)
 	copy(t[0:4], sig)
 	le.PutUint32(t[4:], uint32(size))
@@ -223,6 +225,7 @@ const (
 
 // putGAS writes a GAS for a one-byte register at an I/O port.
 func putGAS(b []byte, port uint16) {
+	le := binary.LittleEndian
 	b[0] = gasSystemIO
 	b[1] = gasBitWidthOne
 	b[2] = 0 // bit offset

@@ -1,6 +1,10 @@
 package acpi
 
-import "github.com/vmm-dev/vmm/boot"
+import (
+	"encoding/binary"
+
+	"github.com/vmm-dev/vmm/boot"
+)
 
 // FADT revision 6.0 (ACPI 6.5, 5.2.9): 276 bytes. Field offsets from the
 // start of the table.
@@ -35,6 +39,7 @@ const (
 // FACS; the sleep control/status registers at boot.ACPISleepControlPort and
 // boot.ACPISleepStatusPort, the reset register at boot.ACPIResetPort.
 func buildFADT(dsdtAddr uint64) []byte {
+	le := binary.LittleEndian
 	t := newTable("FACP", fadtSize, fadtMajor)
 	le.PutUint16(t[fadtIAPCBootArch:], iapcVGANotPresent|iapcCMOSNotPresent)
 	le.PutUint32(t[fadtFlags:], fadtWBINVD|fadtPowerButton|fadtSleepButton|fadtResetRegSup|fadtHWReducedACPI)

@@ -1,6 +1,10 @@
 package acpi
 
-import "github.com/vmm-dev/vmm/boot"
+import (
+	"encoding/binary"
+
+	"github.com/vmm-dev/vmm/boot"
+)
 
 // MADT (ACPI 6.5, 5.2.12), revision 5.
 const (
@@ -19,6 +23,7 @@ const (
 // 8259 PIC to mask. Without interrupt source overrides, ISA IRQ n is GSI n,
 // as KVM's default routing has it.
 func buildMADT(cfg *Config) []byte {
+	le := binary.LittleEndian
 	t := newTable("APIC", madtFixedSize+cfg.NumCPUs*madtLAPICSize+madtIOAPICSize, madtRevision)
 	le.PutUint32(t[headerSize:], boot.LAPICAddr)
 	// Flags (headerSize+4) stay 0.

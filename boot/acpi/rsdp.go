@@ -2,8 +2,6 @@ package acpi
 
 import "encoding/binary"
 
-var le = binary.LittleEndian
-
 // RSDP revision 2 (ACPI 6.5, 5.2.5.3): 36 bytes, pointing at the XSDT.
 const (
 	rsdpSize     = 36
@@ -12,6 +10,7 @@ const (
 )
 
 func buildRSDP(xsdtAddr uint64) []byte {
+	le := binary.LittleEndian
 	b := make([]byte, rsdpSize)
 	copy(b[0:8], "RSD PTR ")
 	copy(b[9:15], oemID)
