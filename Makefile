@@ -1,0 +1,49 @@
+# Top-level entry points. See README.md.
+#   make boot    build everything and boot the default guest (in the nested lane where /dev/kvm is emulated)
+#   make test    vet, unit tests, fuzz seeds, short fuzzing and the real-guest tests
+#   make images  guest kernel, initramfs and disks into images/out/
+#   make bench   boot-time and exit-count comparison against QEMU (see docs/benchmarks.md)
+
+GO      ?= go
+GOFLAGS ?=
+export CGO_ENABLED ?= 0
+
+GO_SOURCES := $(shell find . -name '*.go' -not -path './images/out/*') go.mod go.sum
+
+.PHONY: all build images boot test unit guest-test fuzz vet bench clean
+
+all: build
+
+build: bin/vmm
+
+bin/vmm: $(GO_SOURCES)
+	$(GO) build $(GOFLAGS) -o $@ ./cmd/vmm
+
+images:
+	images/build
+
+boot: build images
+	scripts/boot-default
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+# Unit tests and fuzz seed corpora run everywhere; the guest tests boot real
+# kernels (directly on hardware KVM, otherwise in the nested lane).
+unit:
+	$(GO) test $(GOFLAGS) -count=1 $$($(GO) list ./... | grep -v /tests/guest)
+
+guest-test: images
+	$(GO) test $(GOFLAGS) -count=1 -timeout 55m -v ./tests/guest
+
+fuzz:
+	scripts/fuzz-short 10s
+
+test: vet unit fuzz guest-test
+
+bench: build images
+	scripts/bench
+
+clean:
+	rm -rf bin

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vmm-dev/vmm/console"
+	"github.com/vmm-dev/vmm/machine"
+)
+
+const runExample = `Example:
+   vmm run --kernel images/out/vmlinuz --initrd images/out/initrd.img \
+       --cmdline "console=ttyS0 vmm.test=shell" --cpus 2 --memory 512M \
+       --disk path=images/out/disk.ext4 --disk path=base.img,readonly=on
+
+The guest's serial console is this terminal; type Ctrl-A x to quit.
+Exit status: 0 guest powered off or rebooted (or Ctrl-A x), 1 bad input or
+VMM/KVM failure, 2 guest panic or triple fault.`
+
+func runCommand(start time.Time) *cli.Command {
+	return &cli.Command{
+		Name:        "run",
+		Usage:       "boot a kernel with its console on this terminal",
+		Description: runExample,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "kernel", Usage: "bzImage or ELF vmlinux (PVH) `FILE`, e.g. images/out/vmlinuz", Required: true},
+			&cli.StringFlag{Name: "initrd", Usage: "initramfs `FILE`, e.g. images/out/initrd.img"},
+			&cli.StringFlag{Name: "cmdline", Value: "console=ttyS0", Usage: "kernel command line, e.g. \"console=ttyS0 root=/dev/vda\""},
+			&cli.IntFlag{Name: "cpus", Value: 1, Usage: fmt.Sprintf("number of vCPUs, 1..%d", machine.MaxCPUs)},
+			&cli.StringFlag{Name: "memory", Value: "512M", Usage: "guest RAM `SIZE`, e.g. 512M or 2G"},
+			&cli.StringSliceFlag{Name: "disk", Usage: "virtio-blk disk `SPEC` path=FILE[,readonly=on]; repeat for /dev/vdb, ..."},
+			&cli.StringFlag{Name: "metrics-file", Usage: "write exit counts and boot times as JSON to `FILE` when the VM stops"},
+			&cli.StringFlag{Name: "kvm", Value: "/dev/kvm", Usage: "KVM device `PATH`"},
+			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error (logs go to stderr)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Len() > 0 {
+				return cli.Exit(fmt.Sprintf("run: unexpected argument %q (flags only)", c.Args().First()), exitVMMError)
+			}
+			cfg, log, err := runConfig(c)
+			if err != nil {
+				return cli.Exit(err.Error(), exitVMMError)
+			}
+			return cli.Exit(runVM(cfg, log, start))
+		},
+	}
+}
+
+func runConfig(c *cli.Context) (machine.Config, *slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return machine.Config{}, nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	mem, err := machine.ParseMemory(c.String("memory"))
+	if err != nil {
+		return machine.Config{}, nil, fmt.Errorf("--memory: %w", err)
+	}
+	cfg := machine.Config{
+		KVMPath:     c.String("kvm"),
+		KernelPath:  c.String("kernel"),
+		InitrdPath:  c.String("initrd"),
+		Cmdline:     c.String("cmdline"),
+		CPUs:        c.Int("cpus"),
+		MemoryMiB:   mem,
+		MetricsPath: c.String("metrics-file"),
+		Console:     os.Stdout,
+	}
+	for _, d := range c.StringSlice("disk") {
+		disk, err := parseDisk(d)
+		if err != nil {
+			return machine.Config{}, nil, err
+		}
+		cfg.Disks = append(cfg.Disks, disk)
+	}
+	if err := cfg.Validate(); err != nil {
+		return machine.Config{}, nil, err
+	}
+	return cfg, log, nil
+}
+
+// parseDisk parses "path=FILE[,readonly=on|off]".
+func parseDisk(s string) (machine.DiskConfig, error) {
+	var d machine.DiskConfig
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return d, fmt.Errorf("--disk %q: %q is not key=value", s, kv)
+		}
+		switch k {
+		case "path":
+			d.Path = v
+		case "readonly", "ro":
+			switch v {
+			case "on", "true", "yes":
+				d.ReadOnly = true
+			case "off", "false", "no":
+				d.ReadOnly = false
+			default:
+				return d, fmt.Errorf("--disk %q: readonly must be on or off", s)
+			}
+		default:
+			return d, fmt.Errorf("--disk %q: unknown key %q (want path, readonly)", s, k)
+		}
+	}
+	if d.Path == "" {
+		return d, fmt.Errorf("--disk %q: path= is required", s)
+	}
+	return d, nil
+}
+
+// runVM builds and runs the VM and maps how it ended to a message and an
+// exit status.
+func runVM(cfg machine.Config, log *slog.Logger, start time.Time) (string, int) {
+	var m *machine.Machine
+	quit := func() { m.Stop(machine.Result{Reason: machine.StopUser}) }
+	stdin := int(os.Stdin.Fd())
+	if console.IsTerminal(stdin) {
+		restore, err := console.MakeRaw(stdin)
+		if err != nil {
+			return "terminal raw mode: " + err.Error(), exitVMMError
+		}
+		defer restore()
+		cfg.Input = console.NewInput(os.Stdin, func() { quit() })
+	} else {
+		cfg.Input = os.Stdin
+	}
+	m, err := machine.New(cfg, log, start)
+	if err != nil {
+		return err.Error(), exitVMMError
+	}
+	defer m.Close()
+	res := m.Run()
+	switch res.Reason {
+	case machine.StopPowerOff, machine.StopReboot, machine.StopUser:
+		log.Info("guest stopped", "reason", res.Reason)
+		return "", exitOK
+	case machine.StopPanic, machine.StopTripleFault:
+		return "guest stopped: " + res.Reason.String(), exitGuestCrash
+	}
+	if res.Err == nil {
+		res.Err = errors.New(res.Reason.String())
+	}
+	return res.Err.Error(), exitVMMError
+}

@@ -1,0 +1,166 @@
+package machine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Limits on what a Config may ask for.
+const (
+	MinMemory = 64 << 20  // below this the Debian kernel cannot unpack an initramfs
+	MaxMemory = 256 << 30 // keeps the e820 map and page tables simple
+	MaxCPUs   = 64        // one MADT, APIC IDs below the IOAPIC's
+)
+
+// DiskConfig is one virtio-blk disk.
+type DiskConfig struct {
+	Path     string
+	ReadOnly bool
+}
+
+// Config is everything needed to build and run one VM. The CLI fills it in;
+// Validate checks it before any KVM object is created.
+type Config struct {
+	KVMPath    string // usually /dev/kvm
+	KernelPath string // bzImage or ELF vmlinux with a PVH note
+	InitrdPath string // optional
+	Cmdline    string
+	CPUs       int
+	MemoryMiB  uint64
+	Disks      []DiskConfig
+
+	Console io.Writer // guest serial output; nil discards
+	Input   io.Reader // guest serial input; nil for none
+
+	// MetricsPath, if set, receives a JSON summary (exit counts, boot
+	// times) when the VM stops.
+	MetricsPath string
+}
+
+// ParseMemory parses a size such as "512M", "2G", "1024" (MiB) into MiB.
+func ParseMemory(s string) (uint64, error) {
+	t := strings.TrimSpace(strings.ToUpper(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "IB"), "B")
+	mult := uint64(1)
+	switch {
+	case strings.HasSuffix(t, "G"):
+		mult, t = 1024, strings.TrimSuffix(t, "G")
+	case strings.HasSuffix(t, "M"):
+		t = strings.TrimSuffix(t, "M")
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("memory size %q is not a size like 512M or 2G", s)
+	}
+	if n > MaxMemory>>20/mult {
+		return 0, fmt.Errorf("memory size %q is larger than %d GiB", s, MaxMemory>>30)
+	}
+	return n * mult, nil
+}
+
+// KernelFormat names how a kernel image is booted.
+type KernelFormat int
+
+const (
+	KernelBzImage KernelFormat = iota + 1 // 64-bit Linux boot protocol
+	KernelELFPVH                          // ELF vmlinux entered through its PVH note
+)
+
+// SniffKernel reads the first bytes of a kernel file and says which loader
+// applies. It does not validate the image; the loader does.
+func SniffKernel(r io.ReaderAt) (KernelFormat, error) {
+	var hdr [0x206]byte
+	n, err := r.ReadAt(hdr[:], 0)
+	if n >= 4 && bytes.Equal(hdr[:4], []byte("\x7fELF")) {
+		return KernelELFPVH, nil
+	}
+	if n == len(hdr) && hdr[0x1FE] == 0x55 && hdr[0x1FF] == 0xAA && string(hdr[0x202:0x206]) == "HdrS" {
+		return KernelBzImage, nil
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, err
+	}
+	return 0, errors.New("not a Linux kernel (neither a bzImage nor an ELF vmlinux)")
+}
+
+// Validate checks the configuration without creating anything: files exist
+// and are readable, the kernel is a kernel, sizes and counts are in range.
+// Each error is one line meant for the user.
+func (c *Config) Validate() error {
+	if c.CPUs < 1 || c.CPUs > MaxCPUs {
+		return fmt.Errorf("--cpus %d: must be between 1 and %d", c.CPUs, MaxCPUs)
+	}
+	if c.MemoryMiB<<20 < MinMemory || c.MemoryMiB<<20 > MaxMemory {
+		return fmt.Errorf("--memory %dM: must be between %dM and %dG", c.MemoryMiB, MinMemory>>20, MaxMemory>>30)
+	}
+	if c.KernelPath == "" {
+		return errors.New("--kernel is required")
+	}
+	k, err := os.Open(c.KernelPath)
+	if err != nil {
+		return fmt.Errorf("--kernel: %w", err)
+	}
+	defer k.Close()
+	if _, err := SniffKernel(k); err != nil {
+		return fmt.Errorf("--kernel %s: %w", c.KernelPath, err)
+	}
+	if c.InitrdPath != "" {
+		f, err := os.Open(c.InitrdPath)
+		if err != nil {
+			return fmt.Errorf("--initrd: %w", err)
+		}
+		fi, err := f.Stat()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("--initrd: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("--initrd %s: not a regular file", c.InitrdPath)
+		}
+		if uint64(fi.Size()) >= c.MemoryMiB<<20/2 {
+			return fmt.Errorf("--initrd %s: %d MiB does not fit in half of guest memory", c.InitrdPath, fi.Size()>>20)
+		}
+	}
+	if strings.IndexByte(c.Cmdline, 0) >= 0 {
+		return errors.New("--cmdline contains a NUL byte")
+	}
+	for i, d := range c.Disks {
+		mode := os.O_RDWR
+		if d.ReadOnly {
+			mode = os.O_RDONLY
+		}
+		f, err := os.OpenFile(d.Path, mode, 0)
+		if err != nil {
+			return fmt.Errorf("--disk %d: %w", i, err)
+		}
+		fi, err := f.Stat()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("--disk %d: %w", i, err)
+		}
+		if fi.Size() < 512 {
+			return fmt.Errorf("--disk %s: smaller than one 512-byte sector", d.Path)
+		}
+	}
+	kvmPath := c.KVMPath
+	if kvmPath == "" {
+		kvmPath = "/dev/kvm"
+	}
+	f, err := os.OpenFile(kvmPath, os.O_RDWR, 0)
+	if err != nil {
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("%s does not exist: is KVM enabled (modprobe kvm_intel or kvm_amd)?", kvmPath)
+		case errors.Is(err, os.ErrPermission):
+			return fmt.Errorf("%s: permission denied: add your user to the kvm group", kvmPath)
+		}
+		return fmt.Errorf("%s: %w", kvmPath, err)
+	}
+	f.Close()
+	return nil
+}

@@ -1,0 +1,362 @@
+// Package machine assembles a VM from a Config (KVM objects, guest memory,
+// kernel and firmware tables, devices, vCPUs) and runs it until the guest
+// powers off, reboots or crashes, or the VMM fails.
+//
+// Each vCPU runs on its own goroutine locked to an OS thread. The first stop
+// event (from any vCPU or device) wins: it records the reason and kicks
+// every vCPU out of KVM_RUN, so the process exits promptly.
+package machine
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmm-dev/vmm/boot"
+	"github.com/vmm-dev/vmm/boot/acpi"
+	"github.com/vmm-dev/vmm/devices"
+	"github.com/vmm-dev/vmm/kvm"
+	"github.com/vmm-dev/vmm/memory"
+)
+
+// StopReason says why a VM stopped.
+type StopReason int
+
+const (
+	StopPowerOff    StopReason = iota + 1 // the guest powered off (ACPI S5)
+	StopReboot                            // the guest asked for a reset (ACPI reset register, i8042)
+	StopPanic                             // the guest kernel panicked (pvpanic or its console said so)
+	StopTripleFault                       // KVM reported a shutdown exit (triple fault)
+	StopError                             // the VMM or KVM failed; Result.Err says how
+	StopUser                              // the user quit (console escape)
+)
+
+func (r StopReason) String() string {
+	switch r {
+	case StopPowerOff:
+		return "poweroff"
+	case StopReboot:
+		return "reboot"
+	case StopPanic:
+		return "panic"
+	case StopTripleFault:
+		return "triple-fault"
+	case StopError:
+		return "error"
+	case StopUser:
+		return "user-quit"
+	}
+	return "unknown"
+}
+
+// Result is how a VM ended.
+type Result struct {
+	Reason StopReason
+	Err    error // set for StopError
+}
+
+// Machine is one VM. Build it with New, run it once with Run.
+type Machine struct {
+	cfg   Config
+	log   *slog.Logger
+	start time.Time // process-level reference for boot timing
+
+	sys   *kvm.System
+	vm    *kvm.VM
+	mem   *memory.Guest
+	vcpus []*kvm.VCPU
+
+	pio, mmio *devices.Bus
+	serial    *devices.Serial
+	closers   []io.Closer
+
+	metrics metrics
+
+	stopOnce sync.Once
+	panicked atomic.Bool // the console showed a kernel panic
+	stopping atomic.Bool
+	stopped  chan struct{}
+	result   Result
+}
+
+// New builds the VM described by cfg: nothing runs until Run. cfg should
+// have passed Validate. start is when the VMM process started, for the boot
+// timer.
+func New(cfg Config, log *slog.Logger, start time.Time) (m *Machine, err error) {
+	m = &Machine{cfg: cfg, log: log, start: start, stopped: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			m.Close()
+			m = nil
+		}
+	}()
+	kvmPath := cfg.KVMPath
+	if kvmPath == "" {
+		kvmPath = "/dev/kvm"
+	}
+	if m.sys, err = kvm.Open(kvmPath); err != nil {
+		return nil, err
+	}
+	if m.vm, err = m.sys.CreateVM(); err != nil {
+		return nil, fmt.Errorf("create vm: %w", err)
+	}
+	if err := m.vm.SetTSSAddr(boot.KVMTSSAddr); err != nil {
+		return nil, fmt.Errorf("set tss address: %w", err)
+	}
+	if err := m.vm.SetIdentityMapAddr(boot.KVMIdentityMapAddr); err != nil {
+		return nil, fmt.Errorf("set identity map address: %w", err)
+	}
+	if err := m.vm.CreateIRQChip(); err != nil {
+		return nil, fmt.Errorf("create irqchip: %w", err)
+	}
+	if err := m.vm.CreatePIT2(); err != nil {
+		return nil, fmt.Errorf("create pit: %w", err)
+	}
+	if err := m.setupMemory(); err != nil {
+		return nil, err
+	}
+	if err := m.setupDevices(); err != nil {
+		return nil, err
+	}
+	entry, err := m.loadGuest()
+	if err != nil {
+		return nil, err
+	}
+	if err := m.setupVCPUs(entry); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *Machine) setupMemory() error {
+	var err error
+	m.mem, err = memory.New(boot.RAMRegions(m.cfg.MemoryMiB << 20))
+	if err != nil {
+		return err
+	}
+	for i, r := range m.mem.Regions() {
+		if err := m.vm.SetUserMemoryRegion(uint32(i), r.Base, r.Host(), 0); err != nil {
+			return fmt.Errorf("register guest memory %#x+%#x: %w", r.Base, r.Size(), err)
+		}
+	}
+	return nil
+}
+
+// bootEntry is the boot vCPU's state at the kernel entry point.
+type bootEntry struct {
+	regs     kvm.Regs
+	setSregs func(*kvm.Sregs) // adjusts the vCPU's reset-state sregs
+}
+
+// loadGuest puts the kernel, initrd, command line and firmware tables in
+// guest memory and returns the boot vCPU's entry state.
+func (m *Machine) loadGuest() (bootEntry, error) {
+	var regs kvm.Regs
+	var entry bootEntry
+	kf, err := os.Open(m.cfg.KernelPath)
+	if err != nil {
+		return bootEntry{}, fmt.Errorf("kernel: %w", err)
+	}
+	defer kf.Close()
+	fi, err := kf.Stat()
+	if err != nil {
+		return bootEntry{}, fmt.Errorf("kernel: %w", err)
+	}
+	format, err := SniffKernel(kf)
+	if err != nil {
+		return bootEntry{}, fmt.Errorf("kernel %s: %w", m.cfg.KernelPath, err)
+	}
+
+	rsdp, err := acpi.Write(m.mem, acpi.Config{NumCPUs: m.cfg.CPUs})
+	if err != nil {
+		return bootEntry{}, fmt.Errorf("acpi tables: %w", err)
+	}
+	if err := boot.WriteGDT(m.mem); err != nil {
+		return bootEntry{}, err
+	}
+	cr3, err := boot.WritePageTables(m.mem)
+	if err != nil {
+		return bootEntry{}, err
+	}
+	e820 := boot.E820Map(m.mem.Regions())
+
+	switch format {
+	case KernelBzImage:
+		k, err := boot.LoadBzImage(m.mem, kf, fi.Size())
+		if err != nil {
+			return bootEntry{}, fmt.Errorf("kernel %s: %w", m.cfg.KernelPath, err)
+		}
+		if err := boot.WriteCmdline(m.mem, boot.CmdlineAddr, m.cfg.Cmdline, int(k.CmdlineSize)); err != nil {
+			return bootEntry{}, fmt.Errorf("--cmdline: %w", err)
+		}
+		initrdAddr, initrdSize, err := m.loadInitrd(k.End, uint64(k.InitrdAddrMax))
+		if err != nil {
+			return bootEntry{}, err
+		}
+		err = boot.WriteBootParams(m.mem, k, boot.LinuxParams{
+			CmdlineAddr: boot.CmdlineAddr, CmdlineLen: len(m.cfg.Cmdline),
+			InitrdAddr: initrdAddr, InitrdSize: initrdSize,
+			E820: e820, RSDPAddr: rsdp,
+		})
+		if err != nil {
+			return bootEntry{}, err
+		}
+		entry.setSregs = func(s *kvm.Sregs) { boot.LongModeSregs(s, cr3) }
+		regs = boot.LinuxRegs(k.Entry64, boot.ZeroPageAddr)
+	case KernelELFPVH:
+		k, err := boot.LoadPVH(m.mem, kf, fi.Size())
+		if err != nil {
+			return bootEntry{}, fmt.Errorf("kernel %s: %w", m.cfg.KernelPath, err)
+		}
+		if err := boot.WriteCmdline(m.mem, boot.CmdlineAddr, m.cfg.Cmdline, boot.CmdlineMax); err != nil {
+			return bootEntry{}, fmt.Errorf("--cmdline: %w", err)
+		}
+		initrdAddr, initrdSize, err := m.loadInitrd(k.End, boot.LowRAMEnd)
+		if err != nil {
+			return bootEntry{}, err
+		}
+		startInfo, err := boot.WritePVHStartInfo(m.mem, boot.PVHParams{
+			CmdlineAddr: boot.CmdlineAddr,
+			InitrdAddr:  initrdAddr, InitrdSize: initrdSize,
+			E820: e820, RSDPAddr: rsdp,
+		})
+		if err != nil {
+			return bootEntry{}, err
+		}
+		entry.setSregs = boot.ProtectedModeSregs
+		regs = boot.PVHRegs(k.Entry32, startInfo)
+	}
+	entry.regs = regs
+	return entry, nil
+}
+
+// loadInitrd reads the initrd file straight into guest memory, as high as
+// the kernel allows, and returns where it went (0, 0 without an initrd).
+func (m *Machine) loadInitrd(kernelEnd, addrMax uint64) (addr, size uint64, err error) {
+	if m.cfg.InitrdPath == "" {
+		return 0, 0, nil
+	}
+	f, err := os.Open(m.cfg.InitrdPath)
+	if err != nil {
+		return 0, 0, fmt.Errorf("initrd: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, fmt.Errorf("initrd: %w", err)
+	}
+	size = uint64(fi.Size())
+	addr, err = boot.PlaceInitrd(m.mem.Regions(), kernelEnd, addrMax, size)
+	if err != nil {
+		return 0, 0, fmt.Errorf("initrd %s: %w", m.cfg.InitrdPath, err)
+	}
+	dst, err := m.mem.Slice(addr, size)
+	if err != nil {
+		return 0, 0, fmt.Errorf("initrd: %w", err)
+	}
+	if _, err := io.ReadFull(f, dst); err != nil {
+		return 0, 0, fmt.Errorf("initrd %s: read: %w", m.cfg.InitrdPath, err)
+	}
+	return addr, size, nil
+}
+
+func (m *Machine) setupVCPUs(entry bootEntry) error {
+	supported, err := m.sys.SupportedCPUID()
+	if err != nil {
+		return fmt.Errorf("supported cpuid: %w", err)
+	}
+	tscDeadline, _ := m.sys.CheckExtension(kvm.CapTSCDeadlineTimer)
+	for id := 0; id < m.cfg.CPUs; id++ {
+		c, err := m.vm.CreateVCPU(id)
+		if err != nil {
+			return fmt.Errorf("create vcpu %d: %w", id, err)
+		}
+		m.vcpus = append(m.vcpus, c)
+		if err := configureVCPU(c, vcpuCPUID(supported, id, m.cfg.CPUs, tscDeadline > 0)); err != nil {
+			return err
+		}
+	}
+	// Only the boot vCPU starts at the kernel entry; the others wait for
+	// INIT/SIPI from the guest, as the in-kernel local APIC models.
+	bsp := m.vcpus[0]
+	sregs, err := bsp.GetSregs()
+	if err != nil {
+		return fmt.Errorf("vcpu 0: get sregs: %w", err)
+	}
+	entry.setSregs(&sregs)
+	if err := bsp.SetSregs(&sregs); err != nil {
+		return fmt.Errorf("vcpu 0: set sregs: %w", err)
+	}
+	if err := bsp.SetRegs(&entry.regs); err != nil {
+		return fmt.Errorf("vcpu 0: set regs: %w", err)
+	}
+	return nil
+}
+
+// Run starts every vCPU and blocks until the VM stops.
+func (m *Machine) Run() Result {
+	m.startConsoleInput()
+	var wg sync.WaitGroup
+	for _, c := range m.vcpus {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.runVCPU(c)
+		}()
+	}
+	<-m.stopped
+	wg.Wait()
+	m.flushConsole()
+	if m.cfg.MetricsPath != "" {
+		if err := m.writeMetrics(); err != nil {
+			m.log.Warn("write metrics", "err", err)
+		}
+	}
+	return m.result
+}
+
+// Stop ends the VM with the given result; the first call wins. Safe from any
+// goroutine, including vCPU and device goroutines.
+func (m *Machine) Stop(r Result) {
+	m.stopOnce.Do(func() {
+		if m.panicked.Load() && (r.Reason == StopReboot || r.Reason == StopPowerOff) {
+			r = Result{Reason: StopPanic} // panic=N reboots after a panic
+		}
+		m.result = r
+		m.stopping.Store(true)
+		close(m.stopped)
+		for _, c := range m.vcpus {
+			c.Kick()
+		}
+	})
+}
+
+// Close releases everything New created. Call it after Run returns (or
+// instead of Run).
+func (m *Machine) Close() error {
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		m.closers[i].Close()
+	}
+	m.closers = nil
+	for _, c := range m.vcpus {
+		c.Close()
+	}
+	m.vcpus = nil
+	if m.vm != nil {
+		m.vm.Close()
+		m.vm = nil
+	}
+	if m.mem != nil {
+		m.mem.Close()
+		m.mem = nil
+	}
+	if m.sys != nil {
+		m.sys.Close()
+		m.sys = nil
+	}
+	return nil
+}

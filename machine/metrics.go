@@ -1,0 +1,113 @@
+package machine
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmm-dev/vmm/kvm"
+)
+
+// metrics holds the boot timeline of one VM. Exit counts live in each
+// kvm.VCPU (ExitCounts).
+type metrics struct {
+	mu          sync.Mutex // protects the fields below
+	entry       time.Time  // first KVM_RUN of the boot vCPU
+	entryCPU    time.Duration
+	sinceStart  time.Duration
+	marker      time.Time // first write to the boot-marker port
+	markerCount int
+	markerExits uint64 // exits of all vCPUs when the marker was written
+}
+
+func (mt *metrics) markEntry(start time.Time) {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	mt.mu.Lock()
+	defer mt.mu.Unlock()
+	mt.entry = time.Now()
+	mt.entryCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	mt.sinceStart = mt.entry.Sub(start)
+}
+
+// markBoot records a write to the boot-marker port and reports whether it
+// was the first.
+func (mt *metrics) markBoot(at time.Time, exits uint64) bool {
+	mt.mu.Lock()
+	defer mt.mu.Unlock()
+	mt.markerCount++
+	if mt.markerCount > 1 {
+		return false
+	}
+	mt.marker = at
+	mt.markerExits = exits
+	return true
+}
+
+func totalExits(c kvm.ExitCounts) uint64 {
+	return c.IO + c.MMIO + c.HLT + c.Shutdown + c.SystemEvent + c.InternalError + c.FailEntry + c.Interrupted + c.Unknown
+}
+
+// exitsSoFar sums the exits to userspace of every vCPU.
+func (m *Machine) exitsSoFar() uint64 {
+	var n uint64
+	for _, c := range m.vcpus {
+		n += totalExits(c.ExitCounts())
+	}
+	return n
+}
+
+// Report is the JSON document written to Config.MetricsPath.
+type Report struct {
+	StopReason        string           `json:"stop_reason"`
+	CPUs              int              `json:"cpus"`
+	MemoryMiB         uint64           `json:"memory_mib"`
+	StartToEntryMs    float64          `json:"start_to_entry_ms"`
+	StartToEntryCPUMs float64          `json:"start_to_entry_cpu_ms"`
+	StartToInitMs     float64          `json:"start_to_init_ms,omitempty"`
+	EntryToInitMs     float64          `json:"entry_to_init_ms,omitempty"`
+	ExitsTotal        uint64           `json:"exits_total"`
+	ExitsToInit       uint64           `json:"exits_to_init,omitempty"`
+	VCPUExits         []kvm.ExitCounts `json:"vcpu_exits"`
+	MaxRSSKiB         int64            `json:"max_rss_kib"`
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func (m *Machine) report() Report {
+	mt := &m.metrics
+	mt.mu.Lock()
+	defer mt.mu.Unlock()
+	r := Report{
+		StopReason: m.result.Reason.String(), CPUs: m.cfg.CPUs, MemoryMiB: m.cfg.MemoryMiB,
+		StartToEntryMs: ms(mt.sinceStart), StartToEntryCPUMs: ms(mt.entryCPU),
+		ExitsTotal: m.exitsSoFar(), ExitsToInit: mt.markerExits,
+	}
+	if !mt.marker.IsZero() {
+		r.StartToInitMs = ms(mt.marker.Sub(m.start))
+		r.EntryToInitMs = ms(mt.marker.Sub(mt.entry))
+	}
+	for _, c := range m.vcpus {
+		r.VCPUExits = append(r.VCPUExits, c.ExitCounts())
+	}
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {
+		r.MaxRSSKiB = ru.Maxrss
+	}
+	return r
+}
+
+func (m *Machine) writeMetrics() error {
+	b, err := json.MarshalIndent(m.report(), "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(m.cfg.MetricsPath, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+package machine
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmm-dev/vmm/kvm"
+)
+
+// KVM_SYSTEM_EVENT types (linux/kvm.h).
+const (
+	systemEventShutdown = 1
+	systemEventReset    = 2
+	systemEventCrash    = 3
+)
+
+// runVCPU is one vCPU's loop. It owns its OS thread for its whole life, as
+// KVM requires, and returns when the machine stops.
+func (m *Machine) runVCPU(c *kvm.VCPU) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if c.ID() == 0 {
+		m.metrics.markEntry(m.start)
+	}
+	for {
+		exit, err := c.Run()
+		if err != nil {
+			m.Stop(Result{Reason: StopError, Err: fmt.Errorf("vcpu %d: %w", c.ID(), err)})
+			return
+		}
+		switch e := exit.(type) {
+		case *kvm.ExitIO:
+			for i := 0; i < e.Count; i++ {
+				chunk := e.Data[i*e.Size : (i+1)*e.Size]
+				if e.Out {
+					m.pio.Write(uint64(e.Port), chunk)
+				} else if !m.pio.Read(uint64(e.Port), chunk) {
+					fill(chunk)
+				}
+			}
+		case *kvm.ExitMMIO:
+			if e.Write {
+				m.mmio.Write(e.Addr, e.Data)
+			} else if !m.mmio.Read(e.Addr, e.Data) {
+				fill(e.Data)
+			}
+		case *kvm.ExitHLT:
+			// With the in-kernel local APIC, HLT is handled by KVM; an
+			// exit here means this vCPU is done.
+			if m.stopping.Load() {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		case *kvm.ExitInterrupted:
+			if m.stopping.Load() {
+				return
+			}
+		case *kvm.ExitShutdown:
+			m.Stop(Result{Reason: StopTripleFault})
+			return
+		case *kvm.ExitSystemEvent:
+			switch e.Type {
+			case systemEventShutdown:
+				m.Stop(Result{Reason: StopPowerOff})
+			case systemEventReset:
+				m.Stop(Result{Reason: StopReboot})
+			case systemEventCrash:
+				m.Stop(Result{Reason: StopPanic})
+			default:
+				m.Stop(Result{Reason: StopError, Err: fmt.Errorf("vcpu %d: unknown system event %d", c.ID(), e.Type)})
+			}
+			return
+		case *kvm.ExitInternalError:
+			m.Stop(Result{Reason: StopError, Err: fmt.Errorf("vcpu %d: %v", c.ID(), e)})
+			return
+		case *kvm.ExitFailEntry:
+			m.Stop(Result{Reason: StopError, Err: fmt.Errorf("vcpu %d: KVM entry failed: hardware reason %#x", c.ID(), e.Reason)})
+			return
+		default:
+			m.Stop(Result{Reason: StopError, Err: fmt.Errorf("vcpu %d: unhandled exit %T %+v", c.ID(), exit, exit)})
+			return
+		}
+	}
+}
+
+// fill answers a read from nothing with all ones, as an open bus does.
+func fill(b []byte) {
+	for i := range b {
+		b[i] = 0xFF
+	}
+}
+
+// eventFD is an edge-triggered interrupt line: a write to an eventfd that
+// KVM injects through irqfd, so raising it costs no vCPU exit.
+type eventFD struct{ fd int }
+
+func newEventFD() (*eventFD, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	return &eventFD{fd: fd}, nil
+}
+
+func (e *eventFD) Trigger() error {
+	one := [8]byte{1}
+	_, err := unix.Write(e.fd, one[:])
+	if errors.Is(err, unix.EAGAIN) {
+		return nil // counter saturated: an interrupt is already pending
+	}
+	return err
+}
+
+func (e *eventFD) Close() error { return unix.Close(e.fd) }

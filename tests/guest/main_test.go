@@ -1,0 +1,101 @@
+// Package guest boots real Linux guests with the vmm binary and checks what
+// they report on their console (the modes of images/initrd, vmm.test=...).
+//
+// Where /dev/kvm is hardware-backed the tests run directly. Elsewhere (an
+// emulating backend, on which stock kernels cannot boot) TestMain rebuilds
+// vmm and this test binary and re-runs the tests inside the nested lane,
+// images/testbed/run, whose test host has a real hardware-virtualization
+// KVM. The tests never skip for lack of KVM: they fail if neither works.
+package guest
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vmm-dev/vmm/kvm"
+)
+
+// inLaneEnv is set by TestMain in the lane's command line.
+const inLaneEnv = "VMM_IN_LANE"
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if os.Getenv(inLaneEnv) == "" {
+		if ok, why := kvm.HardwareBacked(); !ok {
+			fmt.Printf("guest tests: %s: running them in the nested lane (images/testbed/run)\n", why)
+			os.Exit(runInLane())
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// repoRoot finds the module root above the working directory.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// runInLane builds static vmm and guest-test binaries and runs the selected
+// tests inside the lane, streaming their output. It returns the exit status.
+func runInLane() int {
+	root, err := repoRoot()
+	if err != nil {
+		fmt.Println("guest tests:", err)
+		return 1
+	}
+	tmp, err := os.MkdirTemp("", "vmm-guest-tests")
+	if err != nil {
+		fmt.Println("guest tests:", err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	vmmBin := filepath.Join(tmp, "vmm")
+	testBin := filepath.Join(tmp, "guest.test")
+	for _, args := range [][]string{
+		{"build", "-o", vmmBin, "./cmd/vmm"},
+		{"test", "-c", "-o", testBin, "./tests/guest"},
+	} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Printf("guest tests: go %s: %v\n", strings.Join(args, " "), err)
+			return 1
+		}
+	}
+	inner := []string{"env", inLaneEnv + "=1", "VMM_IMAGES=/images", "VMM_BIN=/usr/local/bin/vmm",
+		"guest.test", "-test.v", "-test.timeout=40m"}
+	if f := flag.Lookup("test.run"); f != nil && f.Value.String() != "" {
+		inner = append(inner, "-test.run="+f.Value.String())
+	}
+	args := append([]string{"--timeout", "2700", "--add", vmmBin, "--add", testBin, "--"}, inner...)
+	cmd := exec.Command(filepath.Join(root, "images/testbed/run"), args...)
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		fmt.Println("guest tests: lane:", err)
+		return 1
+	}
+	return 0
+}

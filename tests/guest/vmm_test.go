@@ -1,0 +1,115 @@
+package guest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// bootTimeout bounds one guest run. Boots in the nested lane take seconds;
+// this only catches hangs.
+const bootTimeout = 5 * time.Minute
+
+// Exit statuses of vmm run (cmd/vmm/app.go).
+const (
+	exitOK         = 0
+	exitGuestCrash = 2
+)
+
+func imagesDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("VMM_IMAGES")
+	if dir == "" {
+		root, err := repoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(root, "images/out")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "vmlinuz")); err != nil {
+		t.Fatalf("guest images missing (run make images): %v", err)
+	}
+	return dir
+}
+
+func vmmBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("VMM_BIN"); p != "" {
+		return p
+	}
+	p := filepath.Join(t.TempDir(), "vmm")
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-o", p, "./cmd/vmm")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return p
+}
+
+// guestRun is the outcome of one vmm run.
+type guestRun struct {
+	console string
+	status  int
+	elapsed time.Duration
+}
+
+// bootGuest runs vmm with the given arguments and returns its console
+// output and exit status.
+func bootGuest(t *testing.T, args ...string) guestRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, vmmBinary(t), append([]string{"run"}, args...)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	r := guestRun{console: out.String(), elapsed: time.Since(start)}
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("vmm did not stop within %v; console:\n%s", bootTimeout, r.console)
+	case errors.As(err, &ee):
+		r.status = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("vmm: %v", err)
+	}
+	t.Logf("vmm %s: status %d after %v", strings.Join(args, " "), r.status, r.elapsed.Round(time.Millisecond))
+	return r
+}
+
+// stockKernel returns the arguments that boot the Debian cloud bzImage
+// with the test initramfs in the given mode.
+func stockKernel(t *testing.T, mode string, extraCmdline ...string) []string {
+	dir := imagesDir(t)
+	cmdline := append([]string{"console=ttyS0", "quiet", "vmm.test=" + mode}, extraCmdline...)
+	return []string{"--kernel", filepath.Join(dir, "vmlinuz"), "--initrd", filepath.Join(dir, "initrd.img"),
+		"--memory", "512M", "--cmdline", strings.Join(cmdline, " ")}
+}
+
+func (r guestRun) expect(t *testing.T, status int, lines ...string) {
+	t.Helper()
+	ok := r.status == status
+	for _, l := range lines {
+		if !strings.Contains(r.console, l) {
+			ok = false
+			t.Errorf("console lacks %q", l)
+		}
+	}
+	if r.status != status {
+		t.Errorf("vmm exit status %d, want %d", r.status, status)
+	}
+	if !ok {
+		t.Logf("console:\n%s", r.console)
+	}
+}
