@@ -72,6 +72,7 @@ type Machine struct {
 
 	pio, mmio *devices.Bus
 	serial    *devices.Serial
+	pciWindow *acpi.PCIWindow // set when there is a PCI bus to describe
 	closers   []io.Closer
 
 	metrics metrics
@@ -120,6 +121,9 @@ func New(cfg Config, log *slog.Logger, start time.Time) (m *Machine, err error) 
 		return nil, err
 	}
 	if err := m.setupDevices(); err != nil {
+		return nil, err
+	}
+	if err := m.setupPCI(); err != nil {
 		return nil, err
 	}
 	entry, err := m.loadGuest()
@@ -171,7 +175,7 @@ func (m *Machine) loadGuest() (bootEntry, error) {
 		return bootEntry{}, fmt.Errorf("kernel %s: %w", m.cfg.KernelPath, err)
 	}
 
-	rsdp, err := acpi.Write(m.mem, acpi.Config{NumCPUs: m.cfg.CPUs})
+	rsdp, err := acpi.Write(m.mem, acpi.Config{NumCPUs: m.cfg.CPUs, PCI: m.pciWindow})
 	if err != nil {
 		return bootEntry{}, fmt.Errorf("acpi tables: %w", err)
 	}
