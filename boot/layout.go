@@ -14,7 +14,8 @@ import "github.com/vmm-dev/vmm/memory"
 //	0x0000_9000  PML4, PDPT at 0xA000, four PDs at 0xB000..0xEFFF
 //	0x0002_0000  kernel command line (CmdlineMax bytes)
 //	0x0009_fc00  EBDA start: reserved from here to 1 MiB
-//	0x000e_0000  ACPI tables (RSDP first) up to 0x10_0000
+//	0x000e_0000  ACPI tables (RSDP first) up to 0xF_0000
+//	0x000f_fff0  reset vector stub (WriteResetVector)
 //
 // From 1 MiB: the kernel (bzImage protected-mode code or PVH segments), then
 // free RAM; the initrd goes at the top of low RAM (PlaceInitrd).
@@ -75,8 +76,12 @@ const (
 	// comes first, at RSDPAddr, on the 16-byte boundary the legacy scan of
 	// 0xE0000..0xFFFFF would find.
 	ACPIStart = 0xe0000
-	ACPIEnd   = 0x100000
+	ACPIEnd   = 0xf0000
 	RSDPAddr  = ACPIStart
+
+	// ResetVectorAddr is where a CPU reset, or Linux's "BIOS" reboot
+	// (real mode, far jump to F000:FFF0), starts executing.
+	ResetVectorAddr = 0xffff0
 
 	// HighMemStart is the first byte above the legacy 1 MiB area.
 	HighMemStart = 0x100000

@@ -179,6 +179,9 @@ func (m *Machine) loadGuest() (bootEntry, error) {
 	if err != nil {
 		return bootEntry{}, fmt.Errorf("acpi tables: %w", err)
 	}
+	if err := boot.WriteResetVector(m.mem); err != nil {
+		return bootEntry{}, err
+	}
 	if err := boot.WriteGDT(m.mem); err != nil {
 		return bootEntry{}, err
 	}
@@ -331,6 +334,7 @@ func (m *Machine) Stop(r Result) {
 			r = Result{Reason: StopPanic} // panic=N reboots after a panic
 		}
 		m.result = r
+		m.log.Debug("stopping", "reason", r.Reason, "err", r.Err)
 		m.stopping.Store(true)
 		close(m.stopped)
 		for _, c := range m.vcpus {

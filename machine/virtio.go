@@ -121,12 +121,9 @@ func (r ioeventRegistrar) UnregisterIOEvent(addr uint64, length uint32, fd int) 
 	return r.vm.UnregisterIOEventFD(fd, addr, length, false)
 }
 
-// setupPCI creates the PCI host bridge and one virtio-pci function per
-// disk. Without disks there is no PCI bus at all (nothing to scan at boot).
+// setupPCI creates the PCI host bridge (always: the guest probes for it
+// either way) and one virtio-pci function per disk.
 func (m *Machine) setupPCI() error {
-	if len(m.cfg.Disks) == 0 {
-		return nil
-	}
 	bridge := pcibus.NewHostBridge()
 	if err := m.pio.Register(boot.PCIConfigAddressPort, boot.PCIConfigPortLen, bridge); err != nil {
 		return fmt.Errorf("pci: %w", err)

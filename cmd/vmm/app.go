@@ -21,6 +21,8 @@ func newApp(start time.Time) *cli.App {
 			"1 bad input or VMM/KVM failure, 2 guest panic or triple fault.",
 		Commands:        []*cli.Command{runCommand(start)},
 		HideHelpCommand: true,
-		ExitErrHandler:  func(*cli.Context, error) {},
+		// --disk path=X,readonly=on carries its own commas.
+		DisableSliceFlagSeparator: true,
+		ExitErrHandler:            func(*cli.Context, error) {},
 	}
 }
