@@ -20,7 +20,7 @@ bin/vmm: $(GO_SOURCES)
 	$(GO) build $(GOFLAGS) -o $@ ./cmd/vmm
 
 images:
-	images/build
+	images/build --install-deps
 
 boot: build images
 	scripts/boot-default
