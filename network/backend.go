@@ -1,0 +1,40 @@
+// Package network owns the host side of guest networking: the Backend
+// interface through which a virtio-net device exchanges Ethernet frames with
+// the host, the virtio-net header that prefixes every frame crossing it, and
+// small helpers shared by the backends (tap/, usernet/): MAC addresses and
+// the --net option syntax.
+package network
+
+import "errors"
+
+// HeaderLen is the size of struct virtio_net_hdr_v1 (virtio 1.2, 5.1.6) that
+// precedes every frame crossing a Backend.
+const HeaderLen = 12
+
+// ErrClosed is returned by ReadFrame (and WriteFrame) after Close.
+var ErrClosed = errors.New("network: backend closed")
+
+// Backend moves Ethernet frames between a virtio-net device and the host.
+// Every frame is prefixed by a HeaderLen-byte virtio-net header
+// (little-endian), so offloads pass through unchanged where the backend
+// supports them.
+//
+// ReadFrame is called from one goroutine (the device's rx worker) and
+// WriteFrame from another (the tx worker); Close may be called from any
+// goroutine and must wake a blocked ReadFrame.
+type Backend interface {
+	// ReadFrame blocks until the host has a frame for the guest, copies
+	// header+frame into buf and returns the length (frames longer than buf
+	// are dropped, not truncated). Returns ErrClosed after Close.
+	ReadFrame(buf []byte) (int, error)
+	// WriteFrame sends one header+frame from the guest, given as the
+	// guest's buffers in order.
+	WriteFrame(bufs [][]byte) error
+	// Features returns the virtio-net offload feature bits the backend can
+	// honour (0 if none: plain frames, header zeroed).
+	Features() uint64
+	// SetGuestOffloads tells the backend which receive offloads the guest
+	// accepted (e.g. TUNSETOFFLOAD for TAP).
+	SetGuestOffloads(features uint64) error
+	Close() error
+}
