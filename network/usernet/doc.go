@@ -1,0 +1,27 @@
+// Package usernet is a rootless, in-process network backend for the guest's
+// virtio-net device, built on gVisor's netstack.
+//
+// It owns a private netstack with one Ethernet NIC whose link endpoint is fed
+// by WriteFrame (frames the guest transmits) and drained by ReadFrame (frames
+// for the guest). On that NIC it plays the gateway of a small virtual subnet
+// (10.0.2.0/24 by default, like QEMU's user networking):
+//
+//   - the gateway address answers ARP and ICMP echo;
+//   - a DHCP server on the gateway hands out the single guest address;
+//   - outbound TCP and UDP from the guest to any address is NATed: each guest
+//     connection or UDP flow is terminated in netstack and re-originated
+//     from the host with ordinary sockets (the gateway address stands for the
+//     host's 127.0.0.1);
+//   - host forwards (hostfwd) listen on host addresses and connect, through
+//     netstack, to a port of the guest.
+//
+// Nothing here needs root, a TAP device or raw sockets. Not provided: a DNS
+// proxy (Config.DNS only advertises resolvers over DHCP; queries are NATed
+// like any UDP flow), IPv6 inside the virtual network, and ICMP to outside
+// addresses (only the gateway answers pings; others stay unanswered).
+//
+// Frames from the guest are hostile input: the virtio-net header and the
+// DHCP messages are parsed here with bounds checks; everything else is parsed
+// by netstack. Queues are bounded: when the guest does not read, frames for
+// it are dropped and counted, never blocking the stack.
+package usernet

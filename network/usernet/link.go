@@ -1,0 +1,193 @@
+package usernet
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/vmm-dev/vmm/network"
+)
+
+// rxQueueLen bounds the frames waiting for the guest (about 1.5 MiB at MTU
+// 1500). When it is full, further frames are dropped: TCP retransmits, UDP is
+// lossy anyway, and the stack never blocks on a guest that does not read.
+const rxQueueLen = 1024
+
+// vlanOverhead allows one 802.1Q tag in a guest frame.
+const vlanOverhead = 4
+
+// counters are the backend's drop and traffic counters.
+type counters struct {
+	rxFrames, rxDropped                   atomic.Uint64
+	txFrames, txRunt, txOversize, txBadHd atomic.Uint64
+}
+
+// link is the netstack link endpoint of the guest-facing NIC: Ethernet
+// framing in both directions, frames for the guest on a bounded channel,
+// frames from the guest delivered synchronously to the stack.
+type link struct {
+	mac   tcpip.LinkAddress
+	mtu   uint32
+	rx    chan []byte // header + frame, for ReadFrame
+	stats *counters
+
+	// mu protects dispatcher.
+	mu         sync.RWMutex
+	dispatcher stack.NetworkDispatcher
+}
+
+var _ stack.LinkEndpoint = (*link)(nil)
+
+func newLink(mac tcpip.LinkAddress, mtu uint32, stats *counters) *link {
+	return &link{mac: mac, mtu: mtu, rx: make(chan []byte, rxQueueLen), stats: stats}
+}
+
+// MTU implements stack.LinkEndpoint: the IP packet size.
+func (l *link) MTU() uint32 { return l.mtu }
+
+// SetMTU implements stack.LinkEndpoint; the MTU is fixed by the Config.
+func (l *link) SetMTU(uint32) {}
+
+// MaxHeaderLength implements stack.LinkEndpoint.
+func (l *link) MaxHeaderLength() uint16 { return header.EthernetMinimumSize }
+
+// LinkAddress implements stack.LinkEndpoint.
+func (l *link) LinkAddress() tcpip.LinkAddress { return l.mac }
+
+// SetLinkAddress implements stack.LinkEndpoint; the address is fixed.
+func (l *link) SetLinkAddress(tcpip.LinkAddress) {}
+
+// Capabilities implements stack.LinkEndpoint: Ethernet needs ARP.
+func (l *link) Capabilities() stack.LinkEndpointCapabilities {
+	return stack.CapabilityResolutionRequired
+}
+
+// Attach implements stack.LinkEndpoint.
+func (l *link) Attach(d stack.NetworkDispatcher) {
+	l.mu.Lock()
+	l.dispatcher = d
+	l.mu.Unlock()
+}
+
+// IsAttached implements stack.LinkEndpoint.
+func (l *link) IsAttached() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.dispatcher != nil
+}
+
+// Wait implements stack.LinkEndpoint; the link has no goroutines.
+func (l *link) Wait() {}
+
+// ARPHardwareType implements stack.LinkEndpoint.
+func (l *link) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
+
+// AddHeader implements stack.LinkEndpoint: prepends the Ethernet header.
+func (l *link) AddHeader(pkt *stack.PacketBuffer) {
+	eth := header.Ethernet(pkt.LinkHeader().Push(header.EthernetMinimumSize))
+	eth.Encode(&header.EthernetFields{
+		SrcAddr: pkt.EgressRoute.LocalLinkAddress,
+		DstAddr: pkt.EgressRoute.RemoteLinkAddress,
+		Type:    pkt.NetworkProtocolNumber,
+	})
+}
+
+// ParseHeader implements stack.LinkEndpoint.
+func (l *link) ParseHeader(pkt *stack.PacketBuffer) bool {
+	_, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize)
+	return ok
+}
+
+// Close implements stack.LinkEndpoint. The rx channel is never closed (a
+// late WritePackets must not panic); ReadFrame watches the backend's done
+// channel instead.
+func (l *link) Close() {
+	l.mu.Lock()
+	l.dispatcher = nil
+	l.mu.Unlock()
+}
+
+// SetOnCloseAction implements stack.LinkEndpoint.
+func (l *link) SetOnCloseAction(func()) {}
+
+// WritePackets implements stack.LinkWriter: frames from the stack to the
+// guest. It copies each packet behind a zeroed virtio-net header and queues
+// it without blocking; a full queue drops the packet.
+func (l *link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	n := 0
+	for _, pkt := range pkts.AsSlice() {
+		frame := make([]byte, network.HeaderLen, network.HeaderLen+pkt.Size())
+		for _, s := range pkt.AsSlices() {
+			frame = append(frame, s...)
+		}
+		select {
+		case l.rx <- frame:
+			l.stats.rxFrames.Add(1)
+		default:
+			l.stats.rxDropped.Add(1)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// deliver hands one guest frame (header + Ethernet frame, as the guest's
+// buffers in order) to the stack. Malformed frames are counted and dropped;
+// the Ethernet payload is validated by netstack.
+func (l *link) deliver(bufs [][]byte) {
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	if total < network.HeaderLen+header.EthernetMinimumSize {
+		l.stats.txRunt.Add(1)
+		return
+	}
+	if total > network.HeaderLen+header.EthernetMinimumSize+vlanOverhead+int(l.mtu) {
+		l.stats.txOversize.Add(1)
+		return
+	}
+	all := make([]byte, 0, total)
+	for _, b := range bufs {
+		all = append(all, b...)
+	}
+	h, err := network.DecodeHeader(all)
+	if err != nil || h.GSOType != network.GSONone || h.Flags&network.HdrFNeedsCsum != 0 {
+		// No offload was offered: a segmentation request or a partial
+		// checksum cannot be honoured.
+		l.stats.txBadHd.Add(1)
+		return
+	}
+	l.stats.txFrames.Add(1)
+
+	l.mu.RLock()
+	d := l.dispatcher
+	l.mu.RUnlock()
+	if d == nil {
+		return
+	}
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
+		Payload: buffer.MakeWithData(all[network.HeaderLen:]),
+	})
+	defer pkt.DecRef()
+	if !l.ParseHeader(pkt) {
+		return
+	}
+	eth := header.Ethernet(pkt.LinkHeader().Slice())
+	switch dst := eth.DestinationAddress(); {
+	case dst == header.EthernetBroadcastAddress:
+		pkt.PktType = tcpip.PacketBroadcast
+	case header.IsMulticastEthernetAddress(dst):
+		pkt.PktType = tcpip.PacketMulticast
+	case dst == l.mac:
+		pkt.PktType = tcpip.PacketHost
+	default:
+		// Unicast to another station: a real NIC filters it out too.
+		return
+	}
+	d.DeliverNetworkPacket(eth.Type(), pkt)
+}
