@@ -19,6 +19,9 @@ import (
 // so a kick can never be lost between two Runs. The kernel still completes a
 // pending I/O exit on such a call before returning.
 //
+// An application processor that has not received its startup IPI makes
+// KVM_RUN block and then fail with EAGAIN; Run retries it.
+//
 // The hot path performs no allocations: exit values live in the VCPU.
 func (c *VCPU) Run() (Exit, error) {
 	c.tid.Store(int32(unix.Gettid()))
@@ -26,6 +29,15 @@ func (c *VCPU) Run() (Exit, error) {
 		_, err := ioctlVal(c.fd, io(nrRun), 0)
 		if err == nil && binary.LittleEndian.Uint32(c.run[runExitReason:]) != exitIntr {
 			return c.decodeExit()
+		}
+		if err == unix.EAGAIN {
+			// An application processor still waiting for INIT/SIPI: KVM
+			// blocked it until some event and asks to be called again.
+			if c.kicked.Load() {
+				c.counts.interrupted.Add(1)
+				return &ExitInterrupted{}, nil
+			}
+			continue
 		}
 		if err != nil && err != unix.EINTR {
 			return nil, fmt.Errorf("kvm: vCPU %d: KVM_RUN: %w", c.id, err)
