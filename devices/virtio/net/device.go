@@ -1,0 +1,383 @@
+// Package net implements the virtio-net device (virtio 1.2, 5.1): a receive
+// and a transmit queue between the guest driver and a network.Backend, the
+// configuration space (MAC address, link status) and offload negotiation.
+// No control queue and no multiqueue.
+//
+// Threads: per activation, a tx worker (kick -> pop -> validate -> backend
+// WriteFrame -> push) and an rx worker (frame from the reader -> wait for
+// receive buffers -> copy -> push -> interrupt). One reader goroutine per
+// Device, started at the first Activate and ended by Close, blocks in the
+// backend's ReadFrame and hands frames to whichever activation is live, so
+// Reset never waits for host traffic. Two staging buffers circulate between
+// reader and rx worker: while the guest posts no receive buffers both fill
+// up, the reader stops reading, and the backend (for TAP, the kernel's
+// queue) holds or drops what follows. No vCPU ever waits for the network.
+//
+// Guest faults: a malformed chain or an invalid header drops that frame
+// (the chain completes with 0 bytes written) and is counted; a broken ring
+// stops the device and is reported through virtio.FailureReporter, so the
+// transport sets DEVICE_NEEDS_RESET and the VMM runs on.
+package net
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vmm-dev/vmm/devices/virtio"
+	"github.com/vmm-dev/vmm/devices/virtio/queue"
+	"github.com/vmm-dev/vmm/memory"
+	"github.com/vmm-dev/vmm/network"
+)
+
+// Queue indices and sizes.
+const (
+	RxQueue   = 0
+	TxQueue   = 1
+	QueueSize = 256
+
+	// notifyEvery bounds how many frames complete before the workers check
+	// whether the guest wants an interrupt.
+	notifyEvery = 32
+	// stagingLen holds the header and the largest frame, plus one byte so
+	// that a backend can tell an oversized (truncated) frame from a full one.
+	stagingLen = network.HeaderLen + MaxFrameLen + 1
+	// stagingBufs is how many frames wait between reader and rx worker.
+	stagingBufs = 2
+)
+
+// Configuration space (virtio 1.2, 5.1.4, struct virtio_net_config).
+const (
+	cfgMAC      = 0
+	cfgStatus   = 6
+	cfgMaxPairs = 8
+	configSize  = 10
+
+	statusLinkUp = 1 // VIRTIO_NET_S_LINK_UP
+)
+
+// Stats are the device's counters since New.
+type Stats struct {
+	TxFrames, TxBytes uint64 // frames (and their bytes, without header) sent to the backend
+	TxDropped         uint64 // guest frames refused (bad header, length, chain) or failed in the backend
+	RxFrames, RxBytes uint64 // frames delivered to the guest
+	RxDropped         uint64 // backend frames refused or not fitting the guest's buffers
+	BadChains         uint64 // malformed chains completed with 0 bytes
+	Failures          uint64 // activations stopped by a queue fault or a backend error
+}
+
+type counters struct {
+	txFrames, txBytes, txDropped, rxFrames, rxBytes, rxDropped, badChains, failures atomic.Uint64
+}
+
+// Config describes a Device.
+type Config struct {
+	MAC     network.MAC
+	Backend network.Backend
+}
+
+// Device is a virtio-net device. It implements virtio.Device.
+type Device struct {
+	backend  network.Backend
+	features uint64
+	config   [configSize]byte // immutable after New
+	stats    counters
+
+	// Staging buffers: the reader takes one from free, fills it from the
+	// backend and sends it on full; the rx worker copies it to the guest
+	// and gives it back.
+	free, full chan *frame
+	readerOnce sync.Once
+	readerDone chan struct{} // closed when the reader exits
+	readerErr  atomic.Pointer[error]
+	closed     chan struct{} // closed by Close
+	closeOnce  sync.Once
+
+	// mu serializes Activate, Reset and Close, and protects run.
+	mu  sync.Mutex
+	run *activation
+}
+
+type frame struct {
+	buf []byte
+	n   int
+}
+
+// activation is one Activate..Reset period.
+type activation struct {
+	mem      *memory.Guest
+	features uint64
+	queues   []*queue.Queue
+	kicks    []virtio.Kick
+	irq      virtio.Interrupt
+
+	wg        sync.WaitGroup
+	done      chan struct{} // closed to stop the workers
+	stopOnce  sync.Once
+	resetting atomic.Bool // Reset has begun: do not report failures
+	failOnce  sync.Once
+}
+
+var _ virtio.Device = (*Device)(nil)
+
+// New makes a device for the backend. The device owns the backend: Close
+// closes it.
+func New(cfg Config) (*Device, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("virtio-net: no backend")
+	}
+	if cfg.MAC.IsZero() || cfg.MAC[0]&1 != 0 {
+		return nil, fmt.Errorf("virtio-net: MAC %v is not a unicast address", cfg.MAC)
+	}
+	d := &Device{
+		backend:    cfg.Backend,
+		free:       make(chan *frame, stagingBufs),
+		full:       make(chan *frame, stagingBufs),
+		readerDone: make(chan struct{}),
+		closed:     make(chan struct{}),
+	}
+	for range stagingBufs {
+		d.free <- &frame{buf: make([]byte, stagingLen)}
+	}
+	d.features = virtio.FVersion1 | virtio.FRingEventIdx | virtio.FRingIndirectDesc |
+		network.FMAC | network.FStatus | network.FMrgRxbuf | offered(cfg.Backend.Features())
+	copy(d.config[cfgMAC:], cfg.MAC[:])
+	d.config[cfgStatus] = statusLinkUp
+	d.config[cfgMaxPairs] = 1
+	return d, nil
+}
+
+// offered keeps the backend's offloads whose dependencies (virtio 1.2,
+// 5.1.3.1) are also offered.
+func offered(backend uint64) uint64 {
+	f := backend & network.OffloadFeatures
+	if f&network.FGuestCsum == 0 {
+		f &^= network.FGuestTSO4 | network.FGuestTSO6 | network.FGuestUFO
+	}
+	if f&(network.FGuestTSO4|network.FGuestTSO6) == 0 {
+		f &^= network.FGuestECN
+	}
+	if f&network.FCsum == 0 {
+		f &^= network.FHostTSO4 | network.FHostTSO6 | network.FHostUFO
+	}
+	if f&(network.FHostTSO4|network.FHostTSO6) == 0 {
+		f &^= network.FHostECN
+	}
+	return f
+}
+
+// DeviceID implements virtio.Device.
+func (d *Device) DeviceID() uint16 { return virtio.IDNet }
+
+// Features implements virtio.Device.
+func (d *Device) Features() uint64 { return d.features }
+
+// QueueMaxSizes implements virtio.Device: receiveq1, transmitq1.
+func (d *Device) QueueMaxSizes() []uint16 { return []uint16{QueueSize, QueueSize} }
+
+// ReadConfig implements virtio.Device.
+func (d *Device) ReadConfig(offset uint64, data []byte) {
+	clear(data)
+	if offset >= configSize {
+		return
+	}
+	copy(data, d.config[offset:])
+}
+
+// WriteConfig implements virtio.Device: the modern configuration space is
+// read-only (the MAC is writable only through the control queue, not offered).
+func (d *Device) WriteConfig(offset uint64, data []byte) {}
+
+// Stats returns a snapshot of the counters.
+func (d *Device) Stats() Stats {
+	s := &d.stats
+	return Stats{
+		TxFrames: s.txFrames.Load(), TxBytes: s.txBytes.Load(), TxDropped: s.txDropped.Load(),
+		RxFrames: s.rxFrames.Load(), RxBytes: s.rxBytes.Load(), RxDropped: s.rxDropped.Load(),
+		BadChains: s.badChains.Load(), Failures: s.failures.Load(),
+	}
+}
+
+// Activate implements virtio.Device.
+func (d *Device) Activate(mem *memory.Guest, features uint64, queues []*queue.Queue, kicks []virtio.Kick, irq virtio.Interrupt) error {
+	fail := func(format string, args ...any) error {
+		closeKicks(kicks)
+		return fmt.Errorf("virtio-net: activate: "+format, args...)
+	}
+	switch {
+	case mem == nil || irq == nil:
+		return fail("no guest memory or interrupt")
+	case len(queues) != 2 || len(kicks) != 2 || kicks[0] == nil || kicks[1] == nil:
+		return fail("%d queues and %d kicks, want 2", len(queues), len(kicks))
+	case features&^d.features != 0:
+		return fail("features %#x include unoffered %#x", features, features&^d.features)
+	case features&virtio.FVersion1 == 0:
+		return fail("VERSION_1 not negotiated")
+	}
+	for i, q := range queues {
+		if q == nil || !q.Active() {
+			return fail("queue %d not set up", i)
+		}
+		if q.EventIdx() != (features&virtio.FRingEventIdx != 0) {
+			return fail("queue %d event idx disagrees with features %#x", i, features)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	select {
+	case <-d.closed:
+		return fail("device closed")
+	default:
+	}
+	if d.run != nil {
+		return fail("already active")
+	}
+	if p := d.readerErr.Load(); p != nil {
+		return fail("backend failed: %w", *p)
+	}
+	if err := d.backend.SetGuestOffloads(features & network.OffloadFeatures); err != nil {
+		return fail("%w", err)
+	}
+	d.readerOnce.Do(func() { go d.reader() })
+	r := &activation{mem: mem, features: features, queues: queues, kicks: kicks, irq: irq, done: make(chan struct{})}
+	d.run = r
+	r.wg.Add(2)
+	go d.worker(r, RxQueue, d.serveRx)
+	go d.worker(r, TxQueue, d.serveTx)
+	return nil
+}
+
+// Reset implements virtio.Device: it stops the workers, waits for them
+// and forgets the queues. A frame the rx worker held is dropped.
+func (d *Device) Reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.resetLocked()
+}
+
+func (d *Device) resetLocked() {
+	r := d.run
+	if r == nil {
+		return
+	}
+	d.run = nil
+	r.resetting.Store(true)
+	r.stop()
+	r.wg.Wait()
+}
+
+// Close resets the device, closes the backend and waits for the reader.
+// The device cannot be activated again.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	d.resetLocked()
+	var err error
+	d.closeOnce.Do(func() {
+		close(d.closed)
+		err = d.backend.Close()
+	})
+	d.mu.Unlock()
+	// If the reader never started, nothing else will close readerDone.
+	d.readerOnce.Do(func() { close(d.readerDone) })
+	<-d.readerDone
+	if err != nil {
+		return fmt.Errorf("virtio-net: close backend: %w", err)
+	}
+	return nil
+}
+
+func (r *activation) stop() {
+	r.stopOnce.Do(func() {
+		close(r.done)
+		closeKicks(r.kicks)
+	})
+}
+
+func closeKicks(kicks []virtio.Kick) {
+	for _, k := range kicks {
+		if k != nil {
+			k.Close() // a close error leaves nothing to undo
+		}
+	}
+}
+
+// reader moves frames from the backend into staging buffers until the
+// backend is closed. It belongs to the Device, not to an activation.
+func (d *Device) reader() {
+	defer close(d.readerDone)
+	for {
+		var f *frame
+		select {
+		case f = <-d.free:
+		case <-d.closed:
+			return
+		}
+		n, err := d.backend.ReadFrame(f.buf)
+		if err != nil {
+			if !errors.Is(err, network.ErrClosed) {
+				d.readerErr.Store(&err)
+				d.stopActive(fmt.Errorf("virtio-net: backend read: %w", err))
+			}
+			return
+		}
+		if n < network.HeaderLen+MinFrameLen || n > network.HeaderLen+MaxFrameLen {
+			d.stats.rxDropped.Add(1)
+			d.free <- f
+			continue
+		}
+		f.n = n
+		d.full <- f // capacity stagingBufs: never blocks
+	}
+}
+
+// stopActive fails the live activation (a host-side fault).
+func (d *Device) stopActive(err error) {
+	d.mu.Lock()
+	r := d.run
+	d.mu.Unlock()
+	if r != nil {
+		d.fail(r, err)
+	}
+}
+
+// fail stops r's workers and reports err once, unless Reset is under way.
+func (d *Device) fail(r *activation, err error) {
+	r.failOnce.Do(func() {
+		r.stop()
+		d.stats.failures.Add(1)
+		if !r.resetting.Load() {
+			// From a new goroutine: the transport may call Reset from
+			// Failed, and Reset waits for the worker calling fail.
+			go virtio.ReportFailure(r.irq, err)
+		}
+	})
+}
+
+// worker runs serve for queue qi; an error fails the activation.
+func (d *Device) worker(r *activation, qi int, serve func(*activation) error) {
+	defer r.wg.Done()
+	if err := serve(r); err != nil {
+		d.fail(r, fmt.Errorf("virtio-net: queue %d: %w", qi, err))
+	}
+}
+
+func (r *activation) stopped() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func notify(r *activation, qi int) error {
+	need, err := r.queues[qi].NeedsNotification()
+	if err != nil || !need {
+		return err
+	}
+	if err := r.irq.Notify(qi); err != nil {
+		return fmt.Errorf("virtio-net: interrupt: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,190 @@
+package net
+
+import (
+	"errors"
+
+	"github.com/vmm-dev/vmm/devices/virtio"
+	"github.com/vmm-dev/vmm/devices/virtio/queue"
+	"github.com/vmm-dev/vmm/network"
+)
+
+// errStopped ends the rx worker when its activation stops mid-frame.
+var errStopped = errors.New("virtio-net: activation stopped")
+
+// rxUse is one receive chain taken for the current frame.
+type rxUse struct {
+	c   *queue.Chain
+	len uint32 // bytes of the frame written into it
+}
+
+// serveRx delivers frames from the reader to the guest until the
+// activation stops. Its error means the ring is broken.
+func (d *Device) serveRx(r *activation) error {
+	q := r.queues[RxQueue]
+	// Kicks matter only when the device runs out of receive buffers.
+	if err := q.DisableNotification(); err != nil {
+		return err
+	}
+	var uses []rxUse
+	for delivered := 1; ; delivered++ {
+		var f *frame
+		select {
+		case f = <-d.full:
+		case <-r.done:
+			return nil
+		default:
+			// Idle: let the guest see what it has received, then sleep.
+			if err := notify(r, RxQueue); err != nil {
+				return err
+			}
+			select {
+			case f = <-d.full:
+			case <-r.done:
+				return nil
+			}
+		}
+		var err error
+		uses, err = d.deliver(r, q, f, uses[:0])
+		d.free <- f
+		switch {
+		case errors.Is(err, errStopped):
+			return nil
+		case err != nil:
+			return err
+		}
+		if delivered%notifyEvery == 0 {
+			if err := notify(r, RxQueue); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// deliver writes one staged frame into the guest's receive buffers: one
+// chain, or with VIRTIO_NET_F_MRG_RXBUF as many as it takes (virtio 1.2,
+// 5.1.6.3.2), with num_buffers set in the header. A frame the guest did
+// not negotiate or that its buffers cannot hold is dropped.
+func (d *Device) deliver(r *activation, q *queue.Queue, f *frame, uses []rxUse) ([]rxUse, error) {
+	h, err := network.DecodeHeader(f.buf[:f.n])
+	if err == nil {
+		h, err = checkRxHeader(h, f.n-network.HeaderLen, r.features)
+	}
+	if err != nil {
+		d.stats.rxDropped.Add(1)
+		return uses, nil
+	}
+	mergeable := r.features&network.FMrgRxbuf != 0
+	maxUses := 1
+	if mergeable {
+		maxUses = int(q.Size) // all the guest can post; never wait for more
+	}
+	// Take chains until the frame fits.
+	var room uint64
+	for room < uint64(f.n) {
+		if len(uses) == maxUses {
+			return uses, d.abandon(q, uses)
+		}
+		c, err := d.popRx(r, q)
+		var ce *queue.ChainError
+		switch {
+		case errors.As(err, &ce):
+			d.stats.badChains.Add(1)
+			if err := q.Push(ce.Head, 0); err != nil {
+				return uses, err
+			}
+			if len(uses) > 0 {
+				return uses, d.abandon(q, uses)
+			}
+			continue
+		case err != nil:
+			return uses, err
+		}
+		w := c.WritableLen()
+		least := uint64(1)
+		if len(uses) == 0 {
+			least = network.HeaderLen
+		}
+		if w < least {
+			d.stats.badChains.Add(1)
+			if err := q.Push(c.Head, 0); err != nil {
+				return uses, err
+			}
+			if len(uses) > 0 {
+				return uses, d.abandon(q, uses)
+			}
+			continue
+		}
+		uses = append(uses, rxUse{c: c})
+		room += w
+	}
+	h.NumBuffers = uint16(len(uses)) // <= queue size <= 32768
+	if err := h.Encode(f.buf[:network.HeaderLen]); err != nil {
+		return uses, err
+	}
+	// Copy, then publish every chain of the frame back to back.
+	data := f.buf[:f.n]
+	for i := range uses {
+		u := &uses[i]
+		take := min(u.c.WritableLen(), uint64(len(data)))
+		if err := u.c.WriteAt(r.mem, data[:take], 0); err != nil {
+			d.stats.badChains.Add(1)
+			return uses, d.abandon(q, uses)
+		}
+		u.len = uint32(take) // take <= WritableLen < 2^32
+		data = data[take:]
+	}
+	for _, u := range uses {
+		if err := q.Push(u.c.Head, u.len); err != nil {
+			return uses, err
+		}
+	}
+	d.stats.rxFrames.Add(1)
+	d.stats.rxBytes.Add(uint64(f.n - network.HeaderLen))
+	return uses, nil
+}
+
+// abandon drops the frame and returns the chains taken for it unused.
+func (d *Device) abandon(q *queue.Queue, uses []rxUse) error {
+	d.stats.rxDropped.Add(1)
+	for _, u := range uses {
+		if err := q.Push(u.c.Head, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// popRx returns the next receive chain, waiting for the guest to post one.
+// A *queue.ChainError is a consumed malformed chain; errStopped means the
+// activation stopped; any other error is a broken ring.
+func (d *Device) popRx(r *activation, q *queue.Queue) (*queue.Chain, error) {
+	for {
+		c, err := q.Pop()
+		if err != nil || c != nil {
+			return c, err
+		}
+		if r.stopped() {
+			return nil, errStopped
+		}
+		more, err := q.EnableNotification()
+		if err != nil {
+			return nil, err
+		}
+		if !more {
+			// Out of buffers: show the guest what it has, so it refills,
+			// and sleep until it kicks.
+			if err := notify(r, RxQueue); err != nil {
+				return nil, err
+			}
+			if err := r.kicks[RxQueue].Wait(); err != nil {
+				if errors.Is(err, virtio.ErrClosed) {
+					return nil, errStopped
+				}
+				return nil, err
+			}
+		}
+		if err := q.DisableNotification(); err != nil {
+			return nil, err
+		}
+	}
+}
