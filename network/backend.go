@@ -1,8 +1,8 @@
 // Package network owns the host side of guest networking: the Backend
 // interface through which a virtio-net device exchanges Ethernet frames with
 // the host, the virtio-net header that prefixes every frame crossing it, and
-// small helpers shared by the backends (tap/, usernet/): MAC addresses and
-// the --net option syntax.
+// small helpers shared by the backends (tap/, usernet/) and the device:
+// feature bits and MAC addresses.
 package network
 
 import "errors"

@@ -46,34 +46,3 @@ func TestMAC(t *testing.T) {
 		t.Errorf("generated MAC %v is not locally administered unicast", a)
 	}
 }
-
-func TestParseHostFwd(t *testing.T) {
-	f, err := ParseHostFwd("tcp:127.0.0.1:8080-:80")
-	if err != nil || f.Proto != "tcp" || f.Host.String() != "127.0.0.1:8080" || f.GuestAddr.IsValid() || f.GuestPort != 80 {
-		t.Fatalf("got %+v, %v", f, err)
-	}
-	f, err = ParseHostFwd("udp::5353-10.0.2.15:53")
-	if err != nil || f.Host.String() != "127.0.0.1:5353" || f.GuestAddr.String() != "10.0.2.15" || f.GuestPort != 53 {
-		t.Fatalf("got %+v, %v", f, err)
-	}
-	for _, bad := range []string{"", "tcp", "sctp:1-:2", "tcp:8080:80", "tcp::0-:80", "tcp::8080-:70000",
-		"tcp:nothost:8080-:80", "tcp::8080-", "tcp::8080-::1:80", "tcp::8080-:x"} {
-		if f, err := ParseHostFwd(bad); err == nil {
-			t.Errorf("ParseHostFwd(%q) = %+v", bad, f)
-		}
-	}
-}
-
-func FuzzParseHostFwd(f *testing.F) {
-	f.Add("tcp:127.0.0.1:8080-:80")
-	f.Add("udp:[::1]:53-10.0.2.15:53")
-	f.Fuzz(func(t *testing.T, s string) {
-		h, err := ParseHostFwd(s)
-		if err != nil {
-			return
-		}
-		if h.Host.Port() == 0 || h.GuestPort == 0 || !h.Host.Addr().IsValid() {
-			t.Fatalf("accepted %q as %+v", s, h)
-		}
-	})
-}

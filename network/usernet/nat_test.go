@@ -19,7 +19,7 @@ import (
 )
 
 var (
-	testGW    = netip.MustParseAddr("10.0.2.2")
+	testGW      = netip.MustParseAddr("10.0.2.2")
 	testGuestIP = netip.MustParseAddr("10.0.2.15")
 )
 
