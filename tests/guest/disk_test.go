@@ -1,7 +1,6 @@
 package guest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -57,30 +56,15 @@ func TestDiskSyncedWritesSurviveSIGKILL(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, vmmBinary(t), append([]string{"run"}, args...)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var console bytes.Buffer
-	sc := bufio.NewScanner(stdout)
-	killed := false
-	for sc.Scan() {
-		console.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), "VMM-BLK wrote") {
-			// Everything the guest synced must already be in the file.
-			cmd.Process.Kill()
-			killed = true
-			break
-		}
-	}
-	io.Copy(io.Discard, stdout)
+	synced := false
+	console, cmd := interactiveGuest(ctx, t, args, func(line string, _ io.Writer) bool {
+		synced = strings.Contains(line, "VMM-BLK wrote")
+		return !synced
+	})
+	// Everything the guest synced must already be in the file.
+	cmd.Process.Kill()
 	cmd.Wait()
-	if !killed {
+	if !synced {
 		t.Fatalf("guest never reported its synced writes; console:\n%s", console.String())
 	}
 	// Replay the journal (the guest's sync committed it) the way the next

@@ -1,9 +1,11 @@
 package guest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,4 +114,35 @@ func (r guestRun) expect(t *testing.T, status int, lines ...string) {
 	if !ok {
 		t.Logf("console:\n%s", r.console)
 	}
+}
+
+// interactiveGuest runs vmm with the given arguments and calls onLine for
+// each console line, with the guest's console input; onLine returns false
+// to stop reading (the caller then usually kills the VMM or waits for its
+// exit). It returns the console so far and the running command.
+func interactiveGuest(ctx context.Context, t *testing.T, args []string, onLine func(line string, input io.Writer) bool) (*strings.Builder, *exec.Cmd) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, vmmBinary(t), append([]string{"run"}, args...)...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var console strings.Builder
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		console.WriteString(sc.Text() + "\n")
+		if !onLine(sc.Text(), stdin) {
+			break
+		}
+	}
+	go io.Copy(io.Discard, stdout)
+	return &console, cmd
 }
