@@ -1,3 +1,389 @@
 package main
 
-func reportMain(args []string) error { return nil }
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Dist summarises one sample: median and the 10th and 90th percentiles
+// (linear interpolation between order statistics).
+type Dist struct {
+	N      int     `json:"n"`
+	Median float64 `json:"median"`
+	P10    float64 `json:"p10"`
+	P90    float64 `json:"p90"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+}
+
+// FlavourSummary is the reduced result of one boot flavour.
+type FlavourSummary struct {
+	Name     string `json:"name"`
+	OK       int    `json:"ok"`     // measured runs that reached the marker, passed and exited 0
+	Failed   int    `json:"failed"` // measured runs that did not
+	MarkerMs Dist   `json:"marker_ms"`
+	ExitMs   Dist   `json:"exit_ms"`
+	// GuestUptimeS is the guest kernel's own uptime at the marker.
+	GuestUptimeS Dist `json:"guest_uptime_s"`
+	MaxRSSMiB    Dist `json:"max_rss_mib"`
+	GuestRSSMiB  Dist `json:"guest_rss_mib"`
+	// OverheadMiB is, per run, max RSS minus guest RAM resident.
+	OverheadMiB Dist `json:"overhead_mib"`
+	// MarkerRatio and ExitRatio are ours' median divided by this flavour's.
+	MarkerRatio float64 `json:"ours_over_this_marker"`
+	ExitRatio   float64 `json:"ours_over_this_exit"`
+	// Ours only, from --metrics-file.
+	Ours *OursSummary `json:"ours,omitempty"`
+}
+
+// OursSummary holds the medians of our VMM's own metrics.
+type OursSummary struct {
+	StartToEntryMs    Dist            `json:"start_to_entry_ms"`
+	StartToEntryCPUMs Dist            `json:"start_to_entry_cpu_ms"`
+	StartToInitMs     Dist            `json:"start_to_init_ms"`
+	EntryToInitMs     Dist            `json:"entry_to_init_ms"`
+	ExitsToInit       Dist            `json:"exits_to_init"`
+	ExitsTotal        Dist            `json:"exits_total"`
+	ExitsByKind       map[string]Dist `json:"exits_by_kind_whole_run"`
+	GuestRSSMiB       Dist            `json:"guest_rss_mib_pagemap"`
+}
+
+// BlkSummary is the reduced disk benchmark of one flavour.
+type BlkSummary struct {
+	Name        string  `json:"name"`
+	OK          int     `json:"ok"`
+	Failed      int     `json:"failed"`
+	ReadMBs     Dist    `json:"read_mb_s"` // MB = 10^6 bytes
+	WriteMBs    Dist    `json:"write_mb_s"`
+	ReadOfHost  float64 `json:"read_over_host_dd"` // median / host dd's median
+	WriteOfHost float64 `json:"write_over_host_dd"`
+	ReadOfQEMU  float64 `json:"read_over_qemu,omitempty"` // ours only
+	WriteOfQEMU float64 `json:"write_over_qemu,omitempty"`
+}
+
+// Summary is the reduced form of a Raw.
+type Summary struct {
+	Flavours []FlavourSummary `json:"flavours"`
+	Blk      []BlkSummary     `json:"blk"`
+}
+
+// Results is the document written to results.json.
+type Results struct {
+	Summary Summary `json:"summary"`
+	Raw     *Raw    `json:"raw"`
+}
+
+func reportMain(args []string) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	in := fs.String("in", "-", "raw JSON from \"lanebench run\" (- for stdin)")
+	outDir := fs.String("out", "bench/out", "directory for results.json and boot-times.svg")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var r io.Reader = os.Stdin
+	if *in != "-" {
+		f, err := os.Open(*in)
+		if err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	raw, err := readRaw(r)
+	if err != nil {
+		return err
+	}
+	sum := summarize(raw)
+	printTable(os.Stdout, raw, sum)
+	if err := os.MkdirAll(*outDir, 0o755); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	b, err := json.MarshalIndent(Results{Summary: sum, Raw: raw}, "", " ")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(*outDir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(*outDir, "boot-times.svg"), []byte(bootSVG(raw, sum)), 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	fmt.Printf("\nwrote %s and %s\n", filepath.Join(*outDir, "results.json"), filepath.Join(*outDir, "boot-times.svg"))
+	return nil
+}
+
+// readRaw decodes and checks the document "lanebench run" printed. The lane
+// may put other text before it; decoding starts at the first line that is
+// exactly "{".
+func readRaw(r io.Reader) (*Raw, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("report: read: %w", err)
+	}
+	s := string(b)
+	if i := strings.Index(s, "\n{\n"); !strings.HasPrefix(s, "{\n") && i >= 0 {
+		s = s[i+1:]
+	}
+	var raw Raw
+	if err := json.NewDecoder(strings.NewReader(s)).Decode(&raw); err != nil {
+		return nil, fmt.Errorf("report: decode the lane's JSON: %w", err)
+	}
+	if len(raw.Flavours) == 0 || len(raw.Boots) == 0 {
+		return nil, errors.New("report: the lane's JSON holds no boots")
+	}
+	return &raw, nil
+}
+
+// dist summarises xs; NaN-free, empty input gives a zero Dist.
+func dist(xs []float64) Dist {
+	if len(xs) == 0 {
+		return Dist{}
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return Dist{N: len(s), Median: quantile(s, 0.5), P10: quantile(s, 0.1), P90: quantile(s, 0.9), Min: s[0], Max: s[len(s)-1]}
+}
+
+// quantile of sorted s, linear between order statistics (Hyndman-Fan 7).
+func quantile(s []float64, q float64) float64 {
+	if len(s) == 1 {
+		return s[0]
+	}
+	h := q * float64(len(s)-1)
+	lo := math.Floor(h)
+	i := int(lo)
+	if i+1 >= len(s) {
+		return s[len(s)-1]
+	}
+	return s[i] + (h-lo)*(s[i+1]-s[i])
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 || a == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// oursMetrics is the part of machine.Report the summary reads.
+type oursMetrics struct {
+	StartToEntryMs    float64                      `json:"start_to_entry_ms"`
+	StartToEntryCPUMs float64                      `json:"start_to_entry_cpu_ms"`
+	StartToInitMs     float64                      `json:"start_to_init_ms"`
+	EntryToInitMs     float64                      `json:"entry_to_init_ms"`
+	ExitsTotal        float64                      `json:"exits_total"`
+	ExitsToInit       float64                      `json:"exits_to_init"`
+	VCPUExits         []map[string]json.RawMessage `json:"vcpu_exits"`
+	GuestRSSKiB       float64                      `json:"guest_rss_kib"`
+}
+
+func summarize(raw *Raw) Summary {
+	var sum Summary
+	for _, f := range raw.Flavours {
+		fsum := FlavourSummary{Name: f.Name}
+		var marker, exit, uptime, maxRSS, guest, over []float64
+		var om struct{ entry, entryCPU, init, entryInit, toInit, total, guest []float64 }
+		kinds := map[string][]float64{}
+		for _, b := range raw.Boots {
+			if b.Flavour != f.Name || b.Round < 0 {
+				continue
+			}
+			if b.Error != "" || b.MarkerMs <= 0 {
+				fsum.Failed++
+				continue
+			}
+			fsum.OK++
+			marker = append(marker, b.MarkerMs)
+			exit = append(exit, b.ExitMs)
+			uptime = append(uptime, b.MarkerUptimeS)
+			maxRSS = append(maxRSS, float64(b.MaxRSSKiB)/1024)
+			g := float64(b.GuestRSSKiB)
+			var m oursMetrics
+			if len(b.Metrics) > 0 && json.Unmarshal(b.Metrics, &m) == nil {
+				om.entry = append(om.entry, m.StartToEntryMs)
+				om.entryCPU = append(om.entryCPU, m.StartToEntryCPUMs)
+				om.init = append(om.init, m.StartToInitMs)
+				om.entryInit = append(om.entryInit, m.EntryToInitMs)
+				om.toInit = append(om.toInit, m.ExitsToInit)
+				om.total = append(om.total, m.ExitsTotal)
+				om.guest = append(om.guest, m.GuestRSSKiB/1024)
+				byKind := map[string]float64{}
+				for _, v := range m.VCPUExits {
+					for k, raw := range v {
+						var n float64
+						if json.Unmarshal(raw, &n) == nil {
+							byKind[k] += n
+						}
+					}
+				}
+				for k, n := range byKind {
+					kinds[k] = append(kinds[k], n)
+				}
+				// Our own count at stop is exact; prefer it to the sample.
+				if m.GuestRSSKiB > 0 {
+					g = m.GuestRSSKiB
+				}
+			}
+			guest = append(guest, g/1024)
+			over = append(over, float64(b.MaxRSSKiB)/1024-g/1024)
+		}
+		fsum.MarkerMs, fsum.ExitMs, fsum.GuestUptimeS = dist(marker), dist(exit), dist(uptime)
+		fsum.MaxRSSMiB, fsum.GuestRSSMiB, fsum.OverheadMiB = dist(maxRSS), dist(guest), dist(over)
+		if len(om.entry) > 0 {
+			o := &OursSummary{
+				StartToEntryMs: dist(om.entry), StartToEntryCPUMs: dist(om.entryCPU),
+				StartToInitMs: dist(om.init), EntryToInitMs: dist(om.entryInit),
+				ExitsToInit: dist(om.toInit), ExitsTotal: dist(om.total), GuestRSSMiB: dist(om.guest),
+				ExitsByKind: map[string]Dist{},
+			}
+			for k, v := range kinds {
+				o.ExitsByKind[k] = dist(v)
+			}
+			fsum.Ours = o
+		}
+		sum.Flavours = append(sum.Flavours, fsum)
+	}
+	var ours *FlavourSummary
+	for i := range sum.Flavours {
+		if sum.Flavours[i].Name == "ours" {
+			ours = &sum.Flavours[i]
+		}
+	}
+	if ours != nil {
+		for i := range sum.Flavours {
+			f := &sum.Flavours[i]
+			f.MarkerRatio = ratio(ours.MarkerMs.Median, f.MarkerMs.Median)
+			f.ExitRatio = ratio(ours.ExitMs.Median, f.ExitMs.Median)
+		}
+	}
+	sum.Blk = summarizeBlk(raw)
+	return sum
+}
+
+func summarizeBlk(raw *Raw) []BlkSummary {
+	var names []string
+	for _, r := range raw.BlkRuns {
+		if !slices.Contains(names, r.Flavour) {
+			names = append(names, r.Flavour)
+		}
+	}
+	var out []BlkSummary
+	for _, n := range names {
+		s := BlkSummary{Name: n}
+		var rd, wr []float64
+		for _, r := range raw.BlkRuns {
+			if r.Flavour != n {
+				continue
+			}
+			if r.Error != "" || r.ReadS <= 0 || r.WriteS <= 0 {
+				s.Failed++
+				continue
+			}
+			s.OK++
+			rd = append(rd, float64(r.ReadBytes)/r.ReadS/1e6)
+			wr = append(wr, float64(r.WriteBytes)/r.WriteS/1e6)
+		}
+		s.ReadMBs, s.WriteMBs = dist(rd), dist(wr)
+		out = append(out, s)
+	}
+	find := func(name string) *BlkSummary {
+		for i := range out {
+			if out[i].Name == name {
+				return &out[i]
+			}
+		}
+		return nil
+	}
+	host, qemu, ours := find("host-dd"), find("qemu-q35"), find("ours")
+	for i := range out {
+		if host != nil {
+			out[i].ReadOfHost = ratio(out[i].ReadMBs.Median, host.ReadMBs.Median)
+			out[i].WriteOfHost = ratio(out[i].WriteMBs.Median, host.WriteMBs.Median)
+		}
+	}
+	if ours != nil && qemu != nil {
+		ours.ReadOfQEMU = ratio(ours.ReadMBs.Median, qemu.ReadMBs.Median)
+		ours.WriteOfQEMU = ratio(ours.WriteMBs.Median, qemu.WriteMBs.Median)
+	}
+	return out
+}
+
+func printTable(w io.Writer, raw *Raw, sum Summary) {
+	fmt.Fprintf(w, "Benchmark %s, nested lane (test host %s, %d CPUs), guest %d MiB, 1 vCPU, %d interleaved rounds, %.0f s\n",
+		raw.Date, raw.LaneKernel, raw.LaneCPUs, raw.GuestMiB, raw.Rounds, raw.ElapsedS)
+	fmt.Fprintf(w, "cmdline %q; times from process start, median [p10 .. p90]\n\n", raw.Cmdline)
+	fmt.Fprintf(w, "%-13s %5s  %-26s %-26s %11s %11s  %9s\n", "flavour", "ok", "to init marker, ms", "to exit, ms", "ours/this", "ours/this", "guest up")
+	fmt.Fprintf(w, "%-13s %5s  %-26s %-26s %11s %11s  %9s\n", "", "", "", "", "(marker)", "(exit)", "s")
+	for _, f := range sum.Flavours {
+		fmt.Fprintf(w, "%-13s %2d/%-2d  %-26s %-26s %11s %11s  %9.2f\n", f.Name, f.OK, f.OK+f.Failed,
+			fmtDist(f.MarkerMs, 0), fmtDist(f.ExitMs, 0), fmtRatio(f.MarkerRatio), fmtRatio(f.ExitRatio), f.GuestUptimeS.Median)
+	}
+	fmt.Fprintf(w, "\nmemory (MiB, median): %-13s %9s %13s %13s\n", "flavour", "max RSS", "guest RAM", "overhead")
+	for _, f := range sum.Flavours {
+		fmt.Fprintf(w, "                      %-13s %9.1f %13.1f %13s\n", f.Name, f.MaxRSSMiB.Median, f.GuestRSSMiB.Median, fmtDist(f.OverheadMiB, 1))
+	}
+	for _, f := range sum.Flavours {
+		o := f.Ours
+		if o == nil {
+			continue
+		}
+		fmt.Fprintf(w, "\nours, from --metrics-file (median [p10 .. p90]):\n")
+		fmt.Fprintf(w, "  start -> guest entry        %s ms wall, %s ms CPU\n", fmtDist(o.StartToEntryMs, 1), fmtDist(o.StartToEntryCPUMs, 1))
+		fmt.Fprintf(w, "  start -> init marker (port) %s ms; entry -> marker %s ms\n", fmtDist(o.StartToInitMs, 0), fmtDist(o.EntryToInitMs, 0))
+		fmt.Fprintf(w, "  exits to userspace to init  %s; whole run %s\n", fmtDist(o.ExitsToInit, 0), fmtDist(o.ExitsTotal, 0))
+		var ks []string
+		for k, d := range o.ExitsByKind {
+			if d.Max > 0 {
+				ks = append(ks, k)
+			}
+		}
+		slices.Sort(ks)
+		for _, k := range ks {
+			fmt.Fprintf(w, "    %-14s %s (whole run)\n", k, fmtDist(o.ExitsByKind[k], 0))
+		}
+	}
+	if len(sum.Blk) > 0 {
+		fmt.Fprintf(w, "\ndisk: %d MiB sequential, 1 MiB blocks, guest dd iflag/oflag=direct on /dev/vda (%s)\n", raw.BlkMiB, raw.BlkCache)
+		fmt.Fprintf(w, "%-10s %5s  %-24s %-24s %10s %10s %10s %10s\n", "flavour", "ok", "read MB/s", "write MB/s", "rd/host", "wr/host", "rd/qemu", "wr/qemu")
+		for _, b := range sum.Blk {
+			fmt.Fprintf(w, "%-10s %2d/%-2d  %-24s %-24s %10s %10s %10s %10s\n", b.Name, b.OK, b.OK+b.Failed,
+				fmtDist(b.ReadMBs, 0), fmtDist(b.WriteMBs, 0), fmtRatio(b.ReadOfHost), fmtRatio(b.WriteOfHost),
+				fmtRatio(b.ReadOfQEMU), fmtRatio(b.WriteOfQEMU))
+		}
+	}
+	for _, n := range raw.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	for _, b := range raw.Boots {
+		if b.Error != "" {
+			fmt.Fprintf(w, "failed: %s round %d: %s\n", b.Flavour, b.Round, b.Error)
+		}
+	}
+	for _, b := range raw.BlkRuns {
+		if b.Error != "" {
+			fmt.Fprintf(w, "failed: disk %s round %d: %s\n", b.Flavour, b.Round, b.Error)
+		}
+	}
+}
+
+func fmtDist(d Dist, prec int) string {
+	if d.N == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.*f [%.*f .. %.*f]", prec, d.Median, prec, d.P10, prec, d.P90)
+}
+
+func fmtRatio(r float64) string {
+	if r == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", r)
+}

@@ -207,12 +207,12 @@ func parseBlkLine(s string) (dir string, bytes, seconds float64, ok bool) {
 	if !ok1 || !ok2 {
 		return "", 0, 0, false
 	}
-	bv, err1 := strconv.ParseFloat(b, 64)
+	bv, err1 := strconv.ParseUint(b, 10, 50)
 	sv, err2 := strconv.ParseFloat(sec, 64)
-	if err1 != nil || err2 != nil || bv < 0 || sv < 0 || bv > 1<<50 || sv > 1e6 {
+	if err1 != nil || err2 != nil || !(sv >= 0 && sv <= 1e6) {
 		return "", 0, 0, false
 	}
-	return f[1], bv, sv, true
+	return f[1], float64(bv), sv, true
 }
 
 // procResult is what running one process measured.
