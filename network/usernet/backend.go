@@ -47,11 +47,12 @@ type Backend struct {
 	// for writing while Close destroys the stack.
 	txMu sync.RWMutex
 
-	// mu protects closed, conns, udpFlows and the registration of
+	// mu protects closed, conns, tcpConns, udpFlows and the registration of
 	// goroutines in wg (wg.Add happens only under mu while !closed).
 	mu       sync.Mutex
 	closed   bool
 	conns    map[io.Closer]struct{}
+	tcpConns int
 	udpFlows int
 	wg       sync.WaitGroup
 
@@ -105,7 +106,7 @@ func New(cfg Config) (*Backend, error) {
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 	})
-	b.link = newLink(gatewayMAC(cfg.GatewayIP), cfg.MTU, &b.stats)
+	b.link = newLink(gatewayMAC(cfg.GatewayIP), tcpip.AddrFrom4(cfg.GatewayIP.As4()), cfg.MTU, &b.stats)
 	if err := b.setupStack(); err != nil {
 		return nil, err
 	}
@@ -350,18 +351,6 @@ func (b *Backend) isClosed() bool {
 	default:
 		return false
 	}
-}
-
-// enter registers a goroutine that is already running (netstack's TCP
-// forwarder starts one per connection). It fails after Close.
-func (b *Backend) enter() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return false
-	}
-	b.wg.Add(1)
-	return true
 }
 
 // track records c so that Close closes it; after Close it closes c at once

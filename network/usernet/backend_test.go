@@ -326,3 +326,25 @@ func FuzzWriteFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestARPOnlyForGateway checks that the spoofing NIC does not claim other
+// addresses: an RFC 5227 probe for the guest's own address must go
+// unanswered, or the guest would decline its lease.
+func TestARPOnlyForGateway(t *testing.T) {
+	b := newTestBackend(t, Config{})
+	probe := arpRequestFrame(testGuestIP)
+	a := header.ARP(probe[network.HeaderLen+header.EthernetMinimumSize:])
+	copy(a.ProtocolAddressSender(), []byte{0, 0, 0, 0})
+	for _, f := range [][]byte{probe, arpRequestFrame(netip.MustParseAddr("10.0.2.3")), arpRequestFrame(netip.MustParseAddr("192.0.2.1")), arpRequestFrame(testGW)} {
+		b.WriteFrame([][]byte{f})
+	}
+	// Frames are handled in order, so the first reply must be the gateway's.
+	reply := readFrame(t, b)
+	r := header.ARP(reply[network.HeaderLen+header.EthernetMinimumSize:])
+	if got := netip.AddrFrom4([4]byte(r.ProtocolAddressSender())); r.Op() != header.ARPReply || got != testGW {
+		t.Fatalf("first ARP reply is for %s, want only %s answered", got, testGW)
+	}
+	if n := len(b.link.rx); n != 0 {
+		t.Fatalf("%d more frames queued", n)
+	}
+}

@@ -67,12 +67,12 @@ func (b *Backend) serveTCPForward(l net.Listener, f Forward) {
 			continue
 		}
 		backoff = 0
-		if !b.enter() {
-			c.Close()
-			return
+		if !b.enterTCP() {
+			c.Close() // closed, or too many connections
+			continue
 		}
 		go func() {
-			defer b.wg.Done()
+			defer b.leaveTCP()
 			ctx, cancel := context.WithTimeout(b.ctx, dialTimeout)
 			defer cancel()
 			gc, err := gonet.DialContextTCP(ctx, b.stack, b.guestAddr(f.GuestPort), ipv4.ProtocolNumber)

@@ -31,6 +31,7 @@ type counters struct {
 // frames from the guest delivered synchronously to the stack.
 type link struct {
 	mac   tcpip.LinkAddress
+	gw    tcpip.Address // the only address ARP requests are answered for
 	mtu   uint32
 	rx    chan []byte // header + frame, for ReadFrame
 	stats *counters
@@ -42,8 +43,8 @@ type link struct {
 
 var _ stack.LinkEndpoint = (*link)(nil)
 
-func newLink(mac tcpip.LinkAddress, mtu uint32, stats *counters) *link {
-	return &link{mac: mac, mtu: mtu, rx: make(chan []byte, rxQueueLen), stats: stats}
+func newLink(mac tcpip.LinkAddress, gw tcpip.Address, mtu uint32, stats *counters) *link {
+	return &link{mac: mac, gw: gw, mtu: mtu, rx: make(chan []byte, rxQueueLen), stats: stats}
 }
 
 // MTU implements stack.LinkEndpoint: the IP packet size.
@@ -189,5 +190,25 @@ func (l *link) deliver(bufs [][]byte) {
 		// Unicast to another station: a real NIC filters it out too.
 		return
 	}
+	if eth.Type() == header.ARPProtocolNumber && !l.arpForGateway(pkt) {
+		return
+	}
 	d.DeliverNetworkPacket(eth.Type(), pkt)
+}
+
+// arpForGateway reports whether an ARP packet may reach the stack. The NIC
+// spoofs (it must, to answer for NATed peers), and a spoofing NIC answers ARP
+// requests for every address: it would claim the guest's own address when
+// the guest probes it before use (RFC 5227) and the guest would decline its
+// lease. Only requests for the gateway are let through; replies are (they
+// resolve the guest's address).
+func (l *link) arpForGateway(pkt *stack.PacketBuffer) bool {
+	a := header.ARP(pkt.Data().AsRange().ToSlice())
+	if !a.IsValid() {
+		return false
+	}
+	if a.Op() != header.ARPRequest {
+		return true
+	}
+	return tcpip.AddrFrom4Slice(a.ProtocolAddressTarget()) == l.gw
 }

@@ -20,6 +20,9 @@ const (
 	// maxTCPInFlight bounds guest connections being dialled on the host at
 	// once; further SYNs are ignored (the guest retransmits them).
 	maxTCPInFlight = 128
+	// maxTCPConns bounds open TCP connections (NATed and forwarded
+	// together), so a guest cannot exhaust the VMM's file descriptors.
+	maxTCPConns = 1024
 	// maxUDPFlows bounds concurrent UDP flows (NATed and forwarded).
 	maxUDPFlows = 256
 	// dialTimeout bounds a host dial for a guest connection and a netstack
@@ -53,11 +56,11 @@ func (b *Backend) target(a tcpip.Address) (netip.Addr, bool) {
 // and only then completes the guest's handshake, so a refused host
 // connection is a reset for the guest.
 func (b *Backend) handleTCP(r *tcp.ForwarderRequest) {
-	if !b.enter() {
-		r.Complete(false)
+	if !b.enterTCP() {
+		r.Complete(!b.isClosed()) // over the limit: refuse
 		return
 	}
-	defer b.wg.Done()
+	defer b.leaveTCP()
 	id := r.ID()
 	dst, ok := b.target(id.LocalAddress)
 	if !ok {
@@ -154,6 +157,26 @@ func (b *Backend) handleUDP(r *udp.ForwarderRequest) bool {
 		b.relayUDP(guest, host)
 	}()
 	return true
+}
+
+// enterTCP registers a goroutine that owns a TCP connection; it fails
+// after Close or when maxTCPConns are open.
+func (b *Backend) enterTCP() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.tcpConns >= maxTCPConns {
+		return false
+	}
+	b.tcpConns++
+	b.wg.Add(1)
+	return true
+}
+
+func (b *Backend) leaveTCP() {
+	b.mu.Lock()
+	b.tcpConns--
+	b.mu.Unlock()
+	b.wg.Done()
 }
 
 // enterUDP registers a UDP flow goroutine; it fails after Close or when
