@@ -8,6 +8,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/vmm-dev/vmm/network"
+	"github.com/vmm-dev/vmm/network/tap"
+	"github.com/vmm-dev/vmm/network/usernet"
 )
 
 // Limits on what a Config may ask for.
@@ -23,6 +27,30 @@ type DiskConfig struct {
 	ReadOnly bool
 }
 
+// Network backends of a NetConfig.
+const (
+	NetTAP  = "tap"
+	NetUser = "user"
+)
+
+// MaxNets bounds the virtio-net devices of one VM.
+const MaxNets = 8
+
+// NetConfig is one virtio-net device and its host backend.
+type NetConfig struct {
+	Backend string // NetTAP or NetUser
+	// TAP names an existing TAP to attach to; empty creates vmmtapN, which
+	// disappears when the VMM exits. Only for NetTAP.
+	TAP string
+	// Bridge, if set, is a bridge a created TAP joins. Only for NetTAP.
+	Bridge string
+	// MAC is the guest's address; zero means generated (network.GenerateMAC
+	// seeded with the backend, its index and the TAP name).
+	MAC network.MAC
+	// HostForwards are host -> guest port forwards. Only for NetUser.
+	HostForwards []usernet.Forward
+}
+
 // Config is everything needed to build and run one VM. The CLI fills it in;
 // Validate checks it before any KVM object is created.
 type Config struct {
@@ -33,6 +61,7 @@ type Config struct {
 	CPUs       int
 	MemoryMiB  uint64
 	Disks      []DiskConfig
+	Nets       []NetConfig
 
 	Console io.Writer // guest serial output; nil discards
 	Input   io.Reader // guest serial input; nil for none
@@ -147,6 +176,14 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--disk %s: smaller than one 512-byte sector", d.Path)
 		}
 	}
+	if len(c.Nets) > MaxNets {
+		return fmt.Errorf("--net: %d devices, at most %d", len(c.Nets), MaxNets)
+	}
+	for i, n := range c.Nets {
+		if err := n.validate(); err != nil {
+			return fmt.Errorf("--net %d: %w", i, err)
+		}
+	}
 	kvmPath := c.KVMPath
 	if kvmPath == "" {
 		kvmPath = "/dev/kvm"
@@ -162,5 +199,30 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%s: %w", kvmPath, err)
 	}
 	f.Close()
+	return nil
+}
+
+func (n NetConfig) validate() error {
+	if !n.MAC.IsZero() && n.MAC[0]&1 != 0 {
+		return fmt.Errorf("mac %v is a multicast address", n.MAC)
+	}
+	switch n.Backend {
+	case NetTAP:
+		if n.TAP != "" && !tap.ValidName(n.TAP) {
+			return fmt.Errorf("tap %q is not a valid interface name", n.TAP)
+		}
+		if n.Bridge != "" && !tap.ValidName(n.Bridge) {
+			return fmt.Errorf("bridge %q is not a valid interface name", n.Bridge)
+		}
+		if len(n.HostForwards) > 0 {
+			return errors.New("hostfwd needs the user backend")
+		}
+	case NetUser:
+		if n.TAP != "" || n.Bridge != "" {
+			return errors.New("tap= and bridge= need the tap backend")
+		}
+	default:
+		return fmt.Errorf("unknown backend %q (want tap or user)", n.Backend)
+	}
 	return nil
 }

@@ -89,9 +89,10 @@ type Machine struct {
 // timer.
 func New(cfg Config, log *slog.Logger, start time.Time) (m *Machine, err error) {
 	m = &Machine{cfg: cfg, log: log, start: start, stopped: make(chan struct{})}
+	built := m // "return nil, err" clears m before this defer runs
 	defer func() {
 		if err != nil {
-			m.Close()
+			built.Close()
 			m = nil
 		}
 	}()

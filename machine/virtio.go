@@ -122,7 +122,7 @@ func (r ioeventRegistrar) UnregisterIOEvent(addr uint64, length uint32, fd int) 
 }
 
 // setupPCI creates the PCI host bridge (always: the guest probes for it
-// either way) and one virtio-pci function per disk.
+// either way) and one virtio-pci function per disk and per network device.
 func (m *Machine) setupPCI() error {
 	bridge := pcibus.NewHostBridge()
 	if err := m.pio.Register(boot.PCIConfigAddressPort, boot.PCIConfigPortLen, bridge); err != nil {
@@ -163,6 +163,9 @@ func (m *Machine) setupPCI() error {
 		if err := add(fmt.Sprintf("disk %d (%s)", i, d.Path), blk.New(disk)); err != nil {
 			return err
 		}
+	}
+	if err := m.setupNets(add); err != nil {
+		return err
 	}
 	m.pciWindow = &acpi.PCIWindow{
 		BusStart: 0, BusEnd: 0,

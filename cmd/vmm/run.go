@@ -5,19 +5,34 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/vmm-dev/vmm/console"
 	"github.com/vmm-dev/vmm/machine"
+	"github.com/vmm-dev/vmm/network"
+	"github.com/vmm-dev/vmm/network/usernet"
 )
 
 const runExample = `Example:
    vmm run --kernel images/out/vmlinuz --initrd images/out/initrd.img \
        --cmdline "console=ttyS0 vmm.test=shell" --cpus 2 --memory 512M \
-       --disk path=images/out/disk.ext4 --disk path=base.img,readonly=on
+       --disk path=images/out/disk.ext4 --disk path=base.img,readonly=on \
+       --net user,hostfwd=tcp:127.0.0.1:8080-:80
+
+Networking (--net, repeatable; one virtio-net device each):
+   tap=NAME[,mac=MAC]            attach to an existing TAP (ip tuntap add NAME mode tap user $USER)
+   tap[,bridge=BR][,mac=MAC]     create vmmtapN (needs CAP_NET_ADMIN), optionally in bridge BR;
+                                 it is deleted when vmm exits
+   user[,hostfwd=FWD]...[,mac=MAC]  rootless NAT: guest 10.0.2.15/24, gateway and DNS 10.0.2.2
+                                 (the gateway stands for the host's 127.0.0.1), DHCP;
+                                 FWD is tcp|udp:[HOSTADDR]:HOSTPORT-:GUESTPORT
+   Without mac=, the MAC is a stable locally administered address derived from the backend,
+   the device index and the TAP name.
 
 The guest's serial console is this terminal; type Ctrl-A x to quit.
 Exit status: 0 guest powered off or rebooted (or Ctrl-A x), 1 bad input or
@@ -35,6 +50,7 @@ func runCommand(start time.Time) *cli.Command {
 			&cli.IntFlag{Name: "cpus", Value: 1, Usage: fmt.Sprintf("number of vCPUs, 1..%d", machine.MaxCPUs)},
 			&cli.StringFlag{Name: "memory", Value: "512M", Usage: "guest RAM `SIZE`, e.g. 512M or 2G"},
 			&cli.StringSliceFlag{Name: "disk", Usage: "virtio-blk disk `SPEC` path=FILE[,readonly=on]; repeat for /dev/vdb, ..."},
+			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net device `SPEC`: tap=NAME, tap[,bridge=BR] or user[,hostfwd=tcp::8080-:80], each [,mac=MAC]; repeatable"},
 			&cli.StringFlag{Name: "metrics-file", Usage: "write exit counts and boot times as JSON to `FILE` when the VM stops"},
 			&cli.StringFlag{Name: "kvm", Value: "/dev/kvm", Usage: "KVM device `PATH`"},
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error (logs go to stderr)"},
@@ -79,6 +95,13 @@ func runConfig(c *cli.Context) (machine.Config, *slog.Logger, error) {
 		}
 		cfg.Disks = append(cfg.Disks, disk)
 	}
+	for _, n := range c.StringSlice("net") {
+		nc, err := parseNet(n)
+		if err != nil {
+			return machine.Config{}, nil, err
+		}
+		cfg.Nets = append(cfg.Nets, nc)
+	}
 	if err := cfg.Validate(); err != nil {
 		return machine.Config{}, nil, err
 	}
@@ -115,6 +138,56 @@ func parseDisk(s string) (machine.DiskConfig, error) {
 	return d, nil
 }
 
+// parseNet parses one --net value: a backend (tap, tap=NAME or user)
+// followed by key=value options.
+func parseNet(s string) (machine.NetConfig, error) {
+	var n machine.NetConfig
+	parts := strings.Split(s, ",")
+	kind, name, hasName := strings.Cut(parts[0], "=")
+	switch {
+	case kind == "tap" && hasName && name == "":
+		return n, fmt.Errorf("--net %q: tap= needs a name (or plain tap to create one)", s)
+	case kind == "tap":
+		n.Backend, n.TAP = machine.NetTAP, name
+	case kind == "user" && !hasName:
+		n.Backend = machine.NetUser
+	default:
+		return n, fmt.Errorf("--net %q: unknown backend %q (want tap, tap=NAME or user)", s, parts[0])
+	}
+	for _, kv := range parts[1:] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return n, fmt.Errorf("--net %q: %q is not key=value", s, kv)
+		}
+		switch {
+		case k == "mac":
+			mac, err := network.ParseMAC(v)
+			if err != nil {
+				return n, fmt.Errorf("--net %q: %w", s, err)
+			}
+			n.MAC = mac
+		case k == "bridge" && n.Backend == machine.NetTAP && n.TAP == "":
+			n.Bridge = v
+		case k == "hostfwd" && n.Backend == machine.NetUser:
+			f, err := usernet.ParseHostFwd(v)
+			if err != nil {
+				return n, fmt.Errorf("--net %q: %w", s, err)
+			}
+			n.HostForwards = append(n.HostForwards, f)
+		default:
+			want := "mac"
+			switch {
+			case n.Backend == machine.NetUser:
+				want = "mac, hostfwd"
+			case n.TAP == "":
+				want = "mac, bridge"
+			}
+			return n, fmt.Errorf("--net %q: unknown key %q here (want %s)", s, k, want)
+		}
+	}
+	return n, nil
+}
+
 // runVM builds and runs the VM and maps how it ended to a message and an
 // exit status.
 func runVM(cfg machine.Config, log *slog.Logger, start time.Time) (string, int) {
@@ -131,11 +204,27 @@ func runVM(cfg machine.Config, log *slog.Logger, start time.Time) (string, int) 
 	} else {
 		cfg.Input = os.Stdin
 	}
+	// SIGINT and SIGTERM stop the VM like Ctrl-A x, so that Close runs and
+	// releases what the VMM created (TAP devices, forwarded ports). They are
+	// caught from before New; one that arrives during New is acted on after.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	m, err := machine.New(cfg, log, start)
 	if err != nil {
 		return err.Error(), exitVMMError
 	}
 	defer m.Close()
+	stopSignals := make(chan struct{})
+	defer close(stopSignals)
+	go func() {
+		select {
+		case sig := <-sigs:
+			log.Warn("stopping on signal", "signal", sig)
+			quit()
+		case <-stopSignals:
+		}
+	}()
 	res := m.Run()
 	switch res.Reason {
 	case machine.StopPowerOff, machine.StopReboot, machine.StopUser:

@@ -1,0 +1,69 @@
+package machine
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/vmm-dev/vmm/devices/virtio"
+	virtionet "github.com/vmm-dev/vmm/devices/virtio/net"
+	"github.com/vmm-dev/vmm/network"
+	"github.com/vmm-dev/vmm/network/tap"
+	"github.com/vmm-dev/vmm/network/usernet"
+)
+
+// setupNets creates each --net backend and its virtio-net device and adds
+// the device with add. The device owns its backend; its Close (which closes
+// the backend, and so deletes a TAP the VMM created and releases usernet's
+// host sockets) is registered before the transport's, so it runs after
+// the transport has reset the device, on every exit path of Machine.Close.
+func (m *Machine) setupNets(add func(name string, dev virtio.Device) error) error {
+	for i, n := range m.cfg.Nets {
+		name := fmt.Sprintf("net %d (%s)", i, n.Backend)
+		be, mac, err := m.newBackend(i, n)
+		if err != nil {
+			return fmt.Errorf("--net %d: %w", i, err)
+		}
+		dev, err := virtionet.New(virtionet.Config{MAC: mac, Backend: be})
+		if err != nil {
+			be.Close()
+			return fmt.Errorf("--net %d: %w", i, err)
+		}
+		m.closers = append(m.closers, dev)
+		if err := add(name, dev); err != nil {
+			return err
+		}
+		m.log.Info("network device", "index", i, "backend", n.Backend, "mac", mac)
+	}
+	return nil
+}
+
+// newBackend opens the backend of n and settles the guest MAC.
+func (m *Machine) newBackend(i int, n NetConfig) (network.Backend, network.MAC, error) {
+	mac := n.MAC
+	switch n.Backend {
+	case NetTAP:
+		t, err := tap.Open(tap.Config{Name: n.TAP, Bridge: n.Bridge})
+		if err != nil {
+			return nil, mac, err
+		}
+		if mac.IsZero() {
+			mac = network.GenerateMAC("tap/" + strconv.Itoa(i) + "/" + n.TAP)
+		}
+		m.log.Info("tap", "name", t.Name(), "created", t.Created(), "bridge", n.Bridge)
+		return t, mac, nil
+	case NetUser:
+		if mac.IsZero() {
+			mac = network.GenerateMAC("user/" + strconv.Itoa(i))
+		}
+		b, err := usernet.New(usernet.Config{
+			GuestMAC:     mac[:],
+			HostForwards: n.HostForwards,
+			Log:          m.log,
+		})
+		if err != nil {
+			return nil, mac, err
+		}
+		return b, mac, nil
+	}
+	return nil, mac, fmt.Errorf("unknown backend %q", n.Backend)
+}
