@@ -152,14 +152,23 @@ func (l *link) deliver(bufs [][]byte) {
 		l.stats.txOversize.Add(1)
 		return
 	}
-	all := make([]byte, 0, total)
+	// Gather the header apart and the frame straight into a netstack view.
+	var hdr [network.HeaderLen]byte
+	hn := 0
+	v := buffer.NewView(total - network.HeaderLen)
 	for _, b := range bufs {
-		all = append(all, b...)
+		if hn < len(hdr) {
+			c := copy(hdr[hn:], b)
+			hn += c
+			b = b[c:]
+		}
+		v.Write(b)
 	}
-	h, err := network.DecodeHeader(all)
+	h, err := network.DecodeHeader(hdr[:])
 	if err != nil || h.GSOType != network.GSONone || h.Flags&network.HdrFNeedsCsum != 0 {
 		// No offload was offered: a segmentation request or a partial
 		// checksum cannot be honoured.
+		v.Release()
 		l.stats.txBadHd.Add(1)
 		return
 	}
@@ -169,11 +178,10 @@ func (l *link) deliver(bufs [][]byte) {
 	d := l.dispatcher
 	l.mu.RUnlock()
 	if d == nil {
+		v.Release()
 		return
 	}
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
-		Payload: buffer.MakeWithData(all[network.HeaderLen:]),
-	})
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
 	defer pkt.DecRef()
 	if !l.ParseHeader(pkt) {
 		return
