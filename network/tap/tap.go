@@ -113,8 +113,10 @@ func Open(cfg Config) (t *TAP, err error) {
 	ifr.SetUint16(want)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		switch {
+		case errors.Is(err, unix.EPERM) && cfg.Name == "":
+			return nil, errors.New("tap: creating a TAP needs CAP_NET_ADMIN; or attach to one made by root with `ip tuntap add NAME mode tap user USER` (--net tap=NAME)")
 		case errors.Is(err, unix.EPERM) && !existed:
-			return nil, fmt.Errorf("tap: %s does not exist and creating a TAP needs CAP_NET_ADMIN", describe(cfg.Name))
+			return nil, fmt.Errorf("tap: %s does not exist and creating it needs CAP_NET_ADMIN", cfg.Name)
 		case errors.Is(err, unix.EPERM):
 			return nil, fmt.Errorf("tap: %s: permission denied (not owned by this user; see ip tuntap add ... user)", cfg.Name)
 		case errors.Is(err, unix.EBUSY):
