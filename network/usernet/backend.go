@@ -218,8 +218,12 @@ func (b *Backend) serveDHCP() {
 		if !ok {
 			continue
 		}
-		if reply[242] == dhcpAck || reply[242] == dhcpNak {
-			b.log.Info("usernet: dhcp", "type", reply[242], "client", net.HardwareAddr(m.chaddr[:6]).String())
+		// reply[dhcpMinLen+2] is the message type: build writes it first.
+		switch reply[dhcpMinLen+2] {
+		case dhcpAck:
+			b.log.Info("usernet: dhcp ack", "client", net.HardwareAddr(m.chaddr[:6]).String(), "dst", dst)
+		case dhcpNak:
+			b.log.Info("usernet: dhcp nak", "client", net.HardwareAddr(m.chaddr[:6]).String(), "requested", m.requested)
 		}
 		to := &net.UDPAddr{IP: net.IP(dst.AsSlice()), Port: dhcpClientPort}
 		if _, err := b.dhcpConn.WriteTo(reply, to); err != nil {
