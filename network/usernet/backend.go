@@ -117,11 +117,12 @@ func New(cfg Config) (*Backend, error) {
 	b.mu.Lock()
 	for i, l := range b.listeners {
 		f := cfg.HostForwards[i]
-		b.wg.Add(1)
 		switch l := l.(type) {
 		case net.Listener:
+			b.wg.Add(1)
 			go b.serveTCPForward(l, f)
 		case *net.UDPConn:
+			b.wg.Add(1)
 			go b.serveUDPForward(l, f)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -200,6 +201,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.GatewayIP == c.GuestIP {
 		return c, fmt.Errorf("usernet: gateway and guest share the address %s", c.GuestIP)
 	}
+	// Copies: the caller may reuse its slices.
+	c.DNS = slices.Clone(c.DNS)
+	c.GuestMAC = slices.Clone(c.GuestMAC)
+	c.HostForwards = slices.Clone(c.HostForwards)
 	if len(c.DNS) > maxDNS {
 		return c, fmt.Errorf("usernet: %d DNS servers, at most %d", len(c.DNS), maxDNS)
 	}
