@@ -20,6 +20,12 @@
 // like any UDP flow), IPv6 inside the virtual network, and ICMP to outside
 // addresses (only the gateway answers pings; others stay unanswered).
 //
+// Limits that protect the host: at most 1024 TCP connections and 256 UDP
+// flows at once (further ones are refused or dropped), 128 guest connection
+// attempts being dialled at once, host dials time out after 10 s, and ARP is
+// answered only for the gateway address (the NIC spoofs every other address
+// at the IP level for the NAT, but must not claim the guest's own address).
+//
 // Frames from the guest are hostile input: the virtio-net header and the
 // DHCP messages are parsed here with bounds checks; everything else is parsed
 // by netstack. Queues are bounded: when the guest does not read, frames for
