@@ -1,0 +1,292 @@
+package guest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmm-dev/vmm/network/tap"
+)
+
+// The network tests run vmm inside a network namespace of their own, so
+// nothing they create (bridge, TAP, listeners) is visible outside, and they
+// use only addresses inside it (10.0.2.0/24 and loopback).
+//
+// enterNetns locks the test goroutine to its OS thread and moves that
+// thread into a new network namespace with loopback up. Sockets the test
+// opens on this goroutine, and processes it starts, live in the namespace.
+// The thread stays locked, so Go discards it when the test ends.
+func enterNetns(t *testing.T) {
+	t.Helper()
+	runtime.LockOSThread()
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		t.Fatalf("new network namespace (the lane runs tests as root): %v", err)
+	}
+	if err := tap.SetUp("lo"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hostServer serves /file (random bytes) and /done (404 until markDone) on
+// ln, for the guest's wget.
+type hostServer struct {
+	file []byte
+	sum  string
+	done atomic.Bool
+	srv  *http.Server
+}
+
+func startHostServer(t *testing.T, ln net.Listener) *hostServer {
+	t.Helper()
+	h := &hostServer{file: make([]byte, 1<<20)}
+	rand.Read(h.file)
+	s := sha256.Sum256(h.file)
+	h.sum = hex.EncodeToString(s[:])
+	mux := http.NewServeMux()
+	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { w.Write(h.file) })
+	mux.HandleFunc("/done", func(w http.ResponseWriter, r *http.Request) {
+		if !h.done.Load() {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, "done\n")
+	})
+	h.srv = &http.Server{Handler: mux}
+	go h.srv.Serve(ln)
+	t.Cleanup(func() { h.srv.Close() })
+	return h
+}
+
+// httpGet fetches url over a connection dialled on the calling goroutine
+// (so from inside the test's namespace; http.Client would dial elsewhere).
+func httpGet(addr, path string) ([]byte, error) {
+	c, err := net.DialTimeout("tcp", addr, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, addr); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return io.ReadAll(resp.Body)
+}
+
+// runNetGuest boots the net mode with args and, when the guest says it
+// serves data.bin, fetches it from guestAddr and checks its hash, then
+// lets the guest finish. check runs while the VM is up.
+func runNetGuest(t *testing.T, srv *hostServer, guestAddr string, cred *syscall.Credential, check func(), args ...string) guestRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, vmmBinary(t), append([]string{"run"}, args...)...)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var console bytes.Buffer
+	sc := bufio.NewScanner(stdout)
+	fetched := false
+	for sc.Scan() {
+		line := sc.Text()
+		console.WriteString(line + "\n")
+		i := strings.Index(line, "VMM-NET serving ")
+		if i < 0 || fetched {
+			continue
+		}
+		fetched = true
+		_, want, _ := strings.Cut(line[i:], "sha256=")
+		if check != nil {
+			check()
+		}
+		got, err := httpGet(guestAddr, "/data.bin")
+		if err != nil {
+			t.Errorf("host fetching data.bin from the guest: %v", err)
+		} else if s := sha256.Sum256(got); hex.EncodeToString(s[:]) != strings.TrimSpace(want) {
+			t.Errorf("data.bin from the guest: %d bytes, sha256 %x, guest says %s", len(got), s, want)
+		} else {
+			t.Logf("host fetched %d bytes from the guest's httpd", len(got))
+		}
+		srv.done.Store(true)
+	}
+	io.Copy(io.Discard, stdout)
+	err = cmd.Wait()
+	r := guestRun{console: console.String(), elapsed: time.Since(start)}
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("vmm did not stop within %v; console:\n%s", bootTimeout, r.console)
+	case errors.As(err, &ee):
+		r.status = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("vmm: %v", err)
+	}
+	if !fetched {
+		t.Errorf("guest never served data.bin")
+	}
+	t.Logf("vmm: status %d after %v", r.status, r.elapsed.Round(time.Millisecond))
+	return r
+}
+
+func vmmTAPs(t *testing.T) []string {
+	t.Helper()
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, i := range ifs {
+		if strings.HasPrefix(i.Name, "vmmtap") {
+			names = append(names, i.Name)
+		}
+	}
+	return names
+}
+
+// TestNetTAP: vmm creates a TAP in a bridge that holds the host side
+// (10.0.2.2); the guest (10.0.2.15, static) pings the host, fetches a file
+// from a Go HTTP server and serves one that the host fetches. After vmm
+// exits, its TAP is gone.
+func TestNetTAP(t *testing.T) {
+	enterNetns(t)
+	if err := tap.AddBridge("br0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tap.SetIPv4("br0", netip.MustParsePrefix("10.0.2.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tap.SetUp("br0"); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "10.0.2.2:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startHostServer(t, ln)
+	args := append(stockKernel(t, "net", "vmm.ip=10.0.2.15/24", "vmm.gw=10.0.2.2",
+		"vmm.net.get=http://10.0.2.2:8080/file", "vmm.net.sha256="+srv.sum,
+		"vmm.net.serve=1", "vmm.net.done=http://10.0.2.2:8080/done", "vmm.net.wait=120"),
+		"--net", "tap,bridge=br0,mac=52:54:00:12:34:56")
+	var during []string
+	r := runNetGuest(t, srv, "10.0.2.15:80", nil, func() { during = vmmTAPs(t) }, args...)
+	r.expect(t, exitOK, "VMM-NET eth0 mac=52:54:00:12:34:56 ip=10.0.2.15/24", "VMM-NET ping 10.0.2.2 ok",
+		"VMM-NET get 1048576 bytes sha256="+srv.sum, "VMM-NET host done", "VMM-TEST-RESULT net PASS")
+	if len(during) != 1 {
+		t.Errorf("TAPs while the VM ran: %v, want one vmmtapN", during)
+	}
+	if left := vmmTAPs(t); len(left) != 0 {
+		t.Errorf("TAPs left after vmm exited: %v", left)
+	}
+}
+
+// freePort returns a loopback TCP port that is free right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+var nobody = &syscall.Credential{Uid: 65534, Gid: 65534}
+
+// TestNetUser: the same exchanges through user-mode networking, with vmm
+// running as an unprivileged user: DHCP, ping of the gateway, a fetch from
+// the host through NAT (10.0.2.2 stands for the host's 127.0.0.1) and a
+// fetch from the guest through hostfwd.
+func TestNetUser(t *testing.T) {
+	enterNetns(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	srv := startHostServer(t, ln)
+	fwd := freePort(t)
+	base := fmt.Sprintf("http://10.0.2.2:%d", port)
+	args := append(stockKernel(t, "net", "vmm.dhcp=1", "vmm.net.get="+base+"/file", "vmm.net.sha256="+srv.sum,
+		"vmm.net.serve=1", "vmm.net.done="+base+"/done", "vmm.net.wait=120"),
+		"--net", fmt.Sprintf("user,hostfwd=tcp:127.0.0.1:%d-:80", fwd))
+	r := runNetGuest(t, srv, fmt.Sprintf("127.0.0.1:%d", fwd), nobody, nil, args...)
+	r.expect(t, exitOK, "ip=10.0.2.15/24 gw=10.0.2.2", "VMM-NET ping 10.0.2.2 ok",
+		"VMM-NET get 1048576 bytes sha256="+srv.sum, "VMM-NET host done", "VMM-TEST-RESULT net PASS")
+}
+
+// TestNetBadInput: refusals print one line, exit 1 and leave nothing
+// behind: a TAP an unprivileged user may not create, a forwarded port in use.
+func TestNetBadInput(t *testing.T) {
+	enterNetns(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, c := range []struct {
+		net  string
+		cred *syscall.Credential
+		want string
+	}{
+		{"tap", nobody, "tap"},
+		{"tap=vmmnosuch", nobody, "tap"},
+		{"tap,bridge=nobridge", nil, "bridge nobridge does not exist"},
+		{"user,hostfwd=tcp:" + busy.Addr().String() + "-:80", nobody, "address already in use"},
+		{"user,hostfwd=tcp:127.0.0.1:99999-:80", nobody, "hostfwd"},
+	} {
+		cmd := exec.Command(vmmBinary(t), append([]string{"run"}, append(stockKernel(t, "boot"), "--net", c.net)...)...)
+		if c.cred != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("--net %s: %v, want exit status 1", c.net, err)
+		}
+		msg := strings.TrimSuffix(stderr.String(), "\n")
+		if strings.Contains(msg, "\n") || !strings.HasPrefix(msg, "vmm: ") || !strings.Contains(msg, c.want) {
+			t.Errorf("--net %s: stderr %q, want one line with %q", c.net, stderr.String(), c.want)
+		} else {
+			t.Logf("--net %s: %s", c.net, msg)
+		}
+	}
+	if left := vmmTAPs(t); len(left) != 0 {
+		t.Errorf("TAPs left behind: %v", left)
+	}
+}
