@@ -99,9 +99,9 @@ func httpGet(addr, path string) ([]byte, error) {
 }
 
 // runNetGuest boots the net mode with args and, when the guest says it
-// serves data.bin, fetches it from guestAddr and checks its hash, then
-// lets the guest finish. check runs while the VM is up.
-func runNetGuest(t *testing.T, srv *hostServer, guestAddr string, cred *syscall.Credential, check func(), args ...string) guestRun {
+// serves data.bin, fetches it from guestAddr and checks its hash, runs
+// check (if any) while the VM is still up, then lets the guest finish.
+func runNetGuest(t *testing.T, srv *hostServer, guestAddr string, cred *syscall.Credential, check func(*exec.Cmd), args ...string) guestRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
@@ -130,9 +130,6 @@ func runNetGuest(t *testing.T, srv *hostServer, guestAddr string, cred *syscall.
 		}
 		fetched = true
 		_, want, _ := strings.Cut(line[i:], "sha256=")
-		if check != nil {
-			check()
-		}
 		got, err := httpGet(guestAddr, "/data.bin")
 		if err != nil {
 			t.Errorf("host fetching data.bin from the guest: %v", err)
@@ -140,6 +137,9 @@ func runNetGuest(t *testing.T, srv *hostServer, guestAddr string, cred *syscall.
 			t.Errorf("data.bin from the guest: %d bytes, sha256 %x, guest says %s", len(got), s, want)
 		} else {
 			t.Logf("host fetched %d bytes from the guest's httpd", len(got))
+		}
+		if check != nil {
+			check(cmd)
 		}
 		srv.done.Store(true)
 	}
@@ -202,7 +202,7 @@ func TestNetTAP(t *testing.T) {
 		"vmm.net.serve=1", "vmm.net.done=http://10.0.2.2:8080/done", "vmm.net.wait=120"),
 		"--net", "tap,bridge=br0,mac=52:54:00:12:34:56")
 	var during []string
-	r := runNetGuest(t, srv, "10.0.2.15:80", nil, func() { during = vmmTAPs(t) }, args...)
+	r := runNetGuest(t, srv, "10.0.2.15:80", nil, func(*exec.Cmd) { during = vmmTAPs(t) }, args...)
 	r.expect(t, exitOK, "VMM-NET eth0 mac=52:54:00:12:34:56 ip=10.0.2.15/24", "VMM-NET ping 10.0.2.2 ok",
 		"VMM-NET get 1048576 bytes sha256="+srv.sum, "VMM-NET host done", "VMM-TEST-RESULT net PASS")
 	if len(during) != 1 {
@@ -210,6 +210,67 @@ func TestNetTAP(t *testing.T) {
 	}
 	if left := vmmTAPs(t); len(left) != 0 {
 		t.Errorf("TAPs left after vmm exited: %v", left)
+	}
+}
+
+// makePersistentTAP creates a TAP that outlives its creator, as
+// `ip tuntap add NAME mode tap` does.
+func makePersistentTAP(t *testing.T, name string) {
+	t.Helper()
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		t.Fatalf("TUNSETIFF %s: %v", name, err)
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 1); err != nil {
+		t.Fatalf("TUNSETPERSIST %s: %v", name, err)
+	}
+}
+
+// TestNetTAPAttachSIGTERM: vmm attaches to an existing TAP that carries
+// the host address; the exchanges work, SIGTERM while the guest runs stops
+// vmm cleanly (status 0), and the TAP, which vmm did not create, remains.
+func TestNetTAPAttachSIGTERM(t *testing.T) {
+	enterNetns(t)
+	makePersistentTAP(t, "tap0")
+	if err := tap.SetIPv4("tap0", netip.MustParsePrefix("10.0.2.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tap.SetUp("tap0"); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "10.0.2.2:8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startHostServer(t, ln)
+	// No vmm.net.done: the guest would wait for it; SIGTERM ends the run.
+	args := append(stockKernel(t, "net", "vmm.ip=10.0.2.15/24", "vmm.gw=10.0.2.2",
+		"vmm.net.get=http://10.0.2.2:8080/file", "vmm.net.sha256="+srv.sum,
+		"vmm.net.serve=1", "vmm.net.done=http://10.0.2.2:8080/never", "vmm.net.wait=600"),
+		"--net", "tap=tap0")
+	r := runNetGuest(t, srv, "10.0.2.15:80", nil, func(cmd *exec.Cmd) {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Errorf("SIGTERM: %v", err)
+		}
+	}, args...)
+	r.expect(t, exitOK, "VMM-NET ping 10.0.2.2 ok", "VMM-NET get 1048576 bytes sha256="+srv.sum, "stopping on signal")
+	if strings.Contains(r.console, "VMM-TEST-RESULT") {
+		t.Error("guest finished although vmm was stopped first")
+	}
+	if _, err := net.InterfaceByName("tap0"); err != nil {
+		t.Errorf("pre-existing tap0 gone after vmm exited: %v", err)
+	}
+	if left := vmmTAPs(t); len(left) != 0 {
+		t.Errorf("TAPs created: %v", left)
 	}
 }
 
