@@ -69,8 +69,17 @@ type BlkSummary struct {
 	WriteOfQEMU float64 `json:"write_over_qemu,omitempty"`
 }
 
+// Pair compares the medians of two flavours: A's divided by B's.
+type Pair struct {
+	A           string  `json:"a"`
+	B           string  `json:"b"`
+	MarkerRatio float64 `json:"marker_ratio"`
+	ExitRatio   float64 `json:"exit_ratio"`
+}
+
 // Summary is the reduced form of a Raw.
 type Summary struct {
+	Pairs    []Pair           `json:"pairs"`
 	Flavours []FlavourSummary `json:"flavours"`
 	Blk      []BlkSummary     `json:"blk"`
 }
@@ -264,6 +273,20 @@ func summarize(raw *Raw) Summary {
 			f.ExitRatio = ratio(ours.ExitMs.Median, f.ExitMs.Median)
 		}
 	}
+	byName := map[string]*FlavourSummary{}
+	for i := range sum.Flavours {
+		byName[sum.Flavours[i].Name] = &sum.Flavours[i]
+	}
+	// The comparisons made when both flavours ran.
+	pairs := [][2]string{{"ours", "qemu-q35"}, {"ours", "qemu-microvm"}, {"ours-pvh", "qemu-microvm"}, {"ours-pvh", "qemu-q35"}, {"ours-pvh", "ours"}}
+	for _, p := range pairs {
+		a, b := byName[p[0]], byName[p[1]]
+		if a == nil || b == nil || a.OK == 0 || b.OK == 0 {
+			continue
+		}
+		sum.Pairs = append(sum.Pairs, Pair{A: p[0], B: p[1],
+			MarkerRatio: ratio(a.MarkerMs.Median, b.MarkerMs.Median), ExitRatio: ratio(a.ExitMs.Median, b.ExitMs.Median)})
+	}
 	sum.Blk = summarizeBlk(raw)
 	return sum
 }
@@ -326,6 +349,11 @@ func printTable(w io.Writer, raw *Raw, sum Summary) {
 		fmt.Fprintf(w, "%-13s %2d/%-2d  %-26s %-26s %11s %11s  %9.2f\n", f.Name, f.OK, f.OK+f.Failed,
 			fmtDist(f.MarkerMs, 0), fmtDist(f.ExitMs, 0), fmtRatio(f.MarkerRatio), fmtRatio(f.ExitRatio), f.GuestUptimeS.Median)
 	}
+	fmt.Fprintf(w, "\nratios of medians:")
+	for _, p := range sum.Pairs {
+		fmt.Fprintf(w, "  %s/%s %.2f (marker) %.2f (exit);", p.A, p.B, p.MarkerRatio, p.ExitRatio)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "\nmemory (MiB, median): %-13s %9s %13s %13s\n", "flavour", "max RSS", "guest RAM", "overhead")
 	for _, f := range sum.Flavours {
 		fmt.Fprintf(w, "                      %-13s %9.1f %13.1f %13s\n", f.Name, f.MaxRSSMiB.Median, f.GuestRSSMiB.Median, fmtDist(f.OverheadMiB, 1))
@@ -335,7 +363,7 @@ func printTable(w io.Writer, raw *Raw, sum Summary) {
 		if o == nil {
 			continue
 		}
-		fmt.Fprintf(w, "\nours, from --metrics-file (median [p10 .. p90]):\n")
+		fmt.Fprintf(w, "\n%s, from --metrics-file (median [p10 .. p90]):\n", f.Name)
 		fmt.Fprintf(w, "  start -> guest entry        %s ms wall, %s ms CPU\n", fmtDist(o.StartToEntryMs, 1), fmtDist(o.StartToEntryCPUMs, 1))
 		fmt.Fprintf(w, "  start -> init marker (port) %s ms; entry -> marker %s ms\n", fmtDist(o.StartToInitMs, 0), fmtDist(o.EntryToInitMs, 0))
 		fmt.Fprintf(w, "  exits to userspace to init  %s; whole run %s\n", fmtDist(o.ExitsToInit, 0), fmtDist(o.ExitsTotal, 0))

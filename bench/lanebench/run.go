@@ -72,6 +72,8 @@ func (c runConfig) flavours(metrics string) []Flavour {
 	all := []Flavour{
 		{Name: "ours", Argv: []string{c.vmm, "run", "--kernel", img("vmlinuz"), "--initrd", img("initrd.img"),
 			"--cmdline", bootCmdline, "--memory", mem, "--metrics-file", metrics}},
+		{Name: "ours-pvh", Argv: []string{c.vmm, "run", "--kernel", img("vmlinux"), "--initrd", img("initrd.img"),
+			"--cmdline", bootCmdline, "--memory", mem, "--metrics-file", metrics}},
 		{Name: "qemu-microvm", Argv: append(append([]string{c.qemu, "-M", "microvm,acpi=on"}, qemuCommon...),
 			"-kernel", img("vmlinux"), "-initrd", img("initrd.img"), "-append", bootCmdline)},
 		{Name: "qemu-q35", Argv: append(append([]string{c.qemu, "-M", "q35"}, qemuCommon...),
@@ -128,7 +130,7 @@ func runBench(c runConfig) (*Raw, error) {
 	boot := func(f Flavour, round int) {
 		_ = os.Remove(metrics)
 		r := bootOnce(f, round, c.memMiB, c.timeout)
-		if f.Name == "ours" {
+		if strings.HasPrefix(f.Name, "ours") {
 			if b, err := os.ReadFile(metrics); err == nil && json.Valid(b) {
 				r.Metrics = json.RawMessage(b)
 			}
