@@ -7,7 +7,8 @@
 #   vmm.net.get=URL                fetch URL with wget ...
 #   vmm.net.sha256=HEX             ... and require this SHA-256 of its body
 #   vmm.net.serve=1                serve /run/www on port 80 with busybox httpd:
-#                                  data.bin (1 MiB of random bytes) and hello.txt
+#                                  data.bin (random bytes) and hello.txt
+#   vmm.net.size=MIB               size of data.bin, default 1
 #   vmm.net.done=URL               then wait until URL answers (the host's "I am
 #   vmm.net.wait=S                 done fetching"), at most S seconds (default 60)
 #
@@ -16,7 +17,7 @@
 # Prints:
 #   VMM-NET eth0 mac=<mac> ip=<addr/bits> gw=<gw>
 #   VMM-NET ping <gw> ok
-#   VMM-NET get <bytes> bytes sha256=<hex>
+#   VMM-NET get <bytes> bytes sha256=<hex> ms=<download time>
 #   VMM-NET serving port=80 data.bin bytes=<n> sha256=<hex>
 #   VMM-NET host done
 . /lib/vmm/lib.sh
@@ -67,10 +68,17 @@ if [ "$(vmm_arg vmm.net.ping)" != 0 ]; then
 	vmm_say "VMM-NET ping $gw ok"
 fi
 
+# uptime_ms: /proc/uptime in milliseconds (10 ms resolution).
+uptime_ms() {
+	awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime
+}
+
 if url=$(vmm_arg vmm.net.get); then
-	timeout 60 wget -q -O /run/got.bin "$url" 2>/run/wget.log || vmm_fail "wget $url: $(cat /run/wget.log | tr '\n' ' ')"
+	t0=$(uptime_ms)
+	timeout 300 wget -q -O /run/got.bin "$url" 2>/run/wget.log || vmm_fail "wget $url: $(cat /run/wget.log | tr '\n' ' ')"
+	t1=$(uptime_ms)
 	sum=$(sha256sum /run/got.bin | cut -d' ' -f1)
-	vmm_say "VMM-NET get $(wc -c </run/got.bin) bytes sha256=$sum"
+	vmm_say "VMM-NET get $(wc -c </run/got.bin) bytes sha256=$sum ms=$((t1 - t0))"
 	if want=$(vmm_arg vmm.net.sha256); then
 		[ "$sum" = "$want" ] || vmm_fail "wget $url: sha256 $sum, want $want"
 	fi
@@ -80,7 +88,12 @@ fi
 if [ "$(vmm_arg vmm.net.serve)" = 1 ]; then
 	mkdir -p /run/www
 	printf 'hello from the vmm guest\n' >/run/www/hello.txt
-	dd if=/dev/urandom of=/run/www/data.bin bs=65536 count=16 2>/dev/null || vmm_fail "making data.bin failed"
+	mib=$(vmm_arg vmm.net.size) || mib=1
+	case $mib in
+	'' | *[!0-9]*) vmm_fail "vmm.net.size=$mib is not a number of MiB" ;;
+	esac
+	[ "$mib" -ge 1 ] && [ "$mib" -le 256 ] || vmm_fail "vmm.net.size=$mib not in 1..256"
+	dd if=/dev/urandom of=/run/www/data.bin bs=65536 count=$((mib * 16)) 2>/dev/null || vmm_fail "making data.bin failed"
 	httpd -p 80 -h /run/www || vmm_fail "httpd did not start"
 	sum=$(sha256sum /run/www/data.bin | cut -d' ' -f1)
 	vmm_say "VMM-NET serving port=80 data.bin bytes=$(wc -c </run/www/data.bin) sha256=$sum"
