@@ -108,6 +108,7 @@ type frame struct {
 type activation struct {
 	mem      *memory.Guest
 	features uint64
+	rxOffers uint64 // receive offloads the backend was told to use (see rxOffloads)
 	queues   []*queue.Queue
 	kicks    []virtio.Kick
 	irq      virtio.Interrupt
@@ -163,6 +164,24 @@ func offered(backend uint64) uint64 {
 	}
 	if f&(network.FHostTSO4|network.FHostTSO6) == 0 {
 		f &^= network.FHostECN
+	}
+	return f
+}
+
+// rxOffloads returns the negotiated offloads the backend may use for frames
+// to the guest. With VIRTIO_NET_F_MRG_RXBUF the receive-segmentation ones
+// (GUEST_TSO4/6, GUEST_ECN, GUEST_UFO) are withheld, although negotiated, so
+// that every frame fits one mergeable buffer (Linux posts at least 1518
+// bytes plus the header): queue.Push publishes used.idx per chain, and a
+// driver polling between the pushes of one multi-buffer frame would find
+// buffers "missing" (Linux counts rx_length_errors and drops the frame).
+// Without MRG_RXBUF a GSO frame lands in one big chain and they are kept.
+// Lifting this needs a queue method that publishes several used entries
+// with one used.idx store.
+func rxOffloads(features uint64) uint64 {
+	f := features & network.OffloadFeatures
+	if features&network.FMrgRxbuf != 0 {
+		f &^= network.FGuestTSO4 | network.FGuestTSO6 | network.FGuestECN | network.FGuestUFO
 	}
 	return f
 }
@@ -236,11 +255,12 @@ func (d *Device) Activate(mem *memory.Guest, features uint64, queues []*queue.Qu
 	if p := d.readerErr.Load(); p != nil {
 		return fail("backend failed: %w", *p)
 	}
-	if err := d.backend.SetGuestOffloads(features & network.OffloadFeatures); err != nil {
+	rx := rxOffloads(features)
+	if err := d.backend.SetGuestOffloads(rx); err != nil {
 		return fail("%w", err)
 	}
 	d.readerOnce.Do(func() { go d.reader() })
-	r := &activation{mem: mem, features: features, queues: queues, kicks: kicks, irq: irq, done: make(chan struct{})}
+	r := &activation{mem: mem, features: features, rxOffers: rx, queues: queues, kicks: kicks, irq: irq, done: make(chan struct{})}
 	d.run = r
 	r.wg.Add(2)
 	go d.worker(r, RxQueue, d.serveRx)

@@ -273,8 +273,8 @@ func TestTransmit(t *testing.T) {
 	if s := h.dev.Stats(); s.TxFrames != 2 || s.TxBytes != 2000 || s.TxDropped != 0 {
 		t.Errorf("stats %+v", s)
 	}
-	if h.be.offloads != h.features&network.OffloadFeatures {
-		t.Errorf("backend offloads %#x, want %#x", h.be.offloads, h.features&network.OffloadFeatures)
+	if h.be.offloads != rxOffloads(h.features) {
+		t.Errorf("backend offloads %#x, want %#x", h.be.offloads, rxOffloads(h.features))
 	}
 }
 
@@ -447,11 +447,42 @@ func TestReceiveMergeable(t *testing.T) {
 	if binary.LittleEndian.Uint16(got[10:]) != 3 {
 		t.Error("num_buffers != 3")
 	}
-	// A GSO frame the guest did accept passes; one it did not is dropped.
+	// With mergeable buffers the backend is not allowed receive GSO (see
+	// rxOffloads), so a GSO frame is dropped.
+	if want := h.features & network.OffloadFeatures &^ (network.FGuestTSO4 | network.FGuestTSO6 | network.FGuestECN | network.FGuestUFO); h.be.offloads != want {
+		t.Errorf("backend offloads %#x, want %#x", h.be.offloads, want)
+	}
 	big := append(hdrBytes(network.Header{Flags: network.HdrFNeedsCsum, GSOType: network.GSOTCPv4, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}), ethFrame(900, 1)...)
 	h.be.toGuest <- big
+	small := append(hdrBytes(network.Header{}), ethFrame(60, 1)...)
+	h.be.toGuest <- small
 	u = h.waitUsed(h.rx, 1)
-	if u[0].Len != uint32(len(big)) {
+	if u[0].Len != uint32(len(small)) {
+		t.Errorf("frame after a refused GSO frame: used len %d", u[0].Len)
+	}
+	if s := h.dev.Stats(); s.RxDropped != 1 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestReceiveBigPackets: without MRG_RXBUF, receive GSO is allowed and a
+// GSO frame lands in one large chain.
+func TestReceiveBigPackets(t *testing.T) {
+	h := newHarness(t, network.OffloadFeatures, func(f uint64) uint64 { return f &^ network.FMrgRxbuf })
+	if h.be.offloads != h.features&network.OffloadFeatures {
+		t.Errorf("backend offloads %#x, want %#x", h.be.offloads, h.features&network.OffloadFeatures)
+	}
+	hd := network.Header{Flags: network.HdrFNeedsCsum, GSOType: network.GSOTCPv4 | network.GSOECN, GSOSize: 1448, HdrLen: 66, CsumStart: 34, CsumOffset: 16}
+	big := append(hdrBytes(hd), ethFrame(30000, 1)...)
+	h.be.toGuest <- big
+	a := h.alloc(h.rx, nil, 65562)
+	if _, err := h.rx.AddIndirect([]queuetest.Buf{{Addr: a, Len: 12, Write: true}, {Addr: a + 12, Len: 65550, Write: true}}); err != nil {
+		t.Fatal(err)
+	}
+	h.kicks[RxQueue].Signal()
+	u := h.waitUsed(h.rx, 1)
+	hd.NumBuffers = 1
+	if want := append(hdrBytes(hd), big[12:]...); u[0].Len != uint32(len(big)) || !bytes.Equal(h.read(a, u[0].Len), want) {
 		t.Errorf("GSO frame: used len %d", u[0].Len)
 	}
 }

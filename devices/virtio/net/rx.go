@@ -62,12 +62,14 @@ func (d *Device) serveRx(r *activation) error {
 
 // deliver writes one staged frame into the guest's receive buffers: one
 // chain, or with VIRTIO_NET_F_MRG_RXBUF as many as it takes (virtio 1.2,
-// 5.1.6.3.2), with num_buffers set in the header. A frame the guest did
-// not negotiate or that its buffers cannot hold is dropped.
+// 5.1.6.3.2), with num_buffers set in the header. A frame with offloads the
+// backend was not allowed (rxOffloads) or that the buffers cannot hold is
+// dropped. The chains of one frame are pushed back to back; see rxOffloads
+// for why frames normally need only one.
 func (d *Device) deliver(r *activation, q *queue.Queue, f *frame, uses []rxUse) ([]rxUse, error) {
 	h, err := network.DecodeHeader(f.buf[:f.n])
 	if err == nil {
-		h, err = checkRxHeader(h, f.n-network.HeaderLen, r.features)
+		h, err = checkRxHeader(h, f.n-network.HeaderLen, r.rxOffers)
 	}
 	if err != nil {
 		d.stats.rxDropped.Add(1)

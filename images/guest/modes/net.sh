@@ -20,6 +20,7 @@
 #   VMM-NET get <bytes> bytes sha256=<hex> ms=<download time>
 #   VMM-NET serving port=80 data.bin bytes=<n> sha256=<hex>
 #   VMM-NET host done
+#   VMM-NET stats rx_packets=.. rx_length_errors=.. rx_dropped=.. tx_packets=.. tx_dropped=..
 . /lib/vmm/lib.sh
 
 dev=eth0
@@ -108,4 +109,8 @@ if done_url=$(vmm_arg vmm.net.done); then
 	done
 	vmm_say "VMM-NET host done"
 fi
+
+st=/sys/class/net/$dev/statistics
+vmm_say "VMM-NET stats rx_packets=$(cat $st/rx_packets) rx_length_errors=$(cat $st/rx_length_errors)" \
+	"rx_dropped=$(cat $st/rx_dropped) tx_packets=$(cat $st/tx_packets) tx_dropped=$(cat $st/tx_dropped)"
 exit 0
