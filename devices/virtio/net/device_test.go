@@ -376,6 +376,28 @@ func TestBrokenTxRing(t *testing.T) {
 	}
 }
 
+// TestBrokenRxRing: a broken receive ring fails the device when a frame
+// needs a buffer; the transmit side stops too.
+func TestBrokenRxRing(t *testing.T) {
+	h := newHarness(t, 0, nil)
+	if err := h.rx.SetAvailIdx(0x8000); err != nil {
+		t.Fatal(err)
+	}
+	h.be.toGuest <- append(hdrBytes(network.Header{}), ethFrame(100, 1)...)
+	select {
+	case err := <-h.irq.failCh:
+		if !errors.Is(err, queue.ErrGuest) {
+			t.Errorf("failure %v does not wrap ErrGuest", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no failure reported")
+	}
+	h.dev.Reset()
+	if s := h.dev.Stats(); s.Failures != 1 {
+		t.Errorf("failures %d", s.Failures)
+	}
+}
+
 func (h *harness) postRx(n int, count int) []uint64 {
 	var addrs []uint64
 	for range count {
