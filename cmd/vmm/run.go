@@ -28,13 +28,14 @@ Networking (--net, repeatable; one virtio-net device each):
    tap=NAME[,mac=MAC]            attach to an existing TAP (ip tuntap add NAME mode tap user $USER)
    tap[,bridge=BR][,mac=MAC]     create vmmtapN (needs CAP_NET_ADMIN), optionally in bridge BR;
                                  it is deleted when vmm exits
-   user[,hostfwd=FWD]...[,mac=MAC]  rootless NAT: guest 10.0.2.15/24, gateway and DNS 10.0.2.2
-                                 (the gateway stands for the host's 127.0.0.1), DHCP;
+   user[,hostfwd=FWD]...[,mac=MAC]  rootless NAT: guest 10.0.2.15/24 by DHCP, gateway 10.0.2.2
+                                 (the gateway stands for the host's 127.0.0.1), no DNS;
                                  FWD is tcp|udp:[HOSTADDR]:HOSTPORT-:GUESTPORT
    Without mac=, the MAC is a stable locally administered address derived from the backend,
    the device index and the TAP name.
 
-The guest's serial console is this terminal; type Ctrl-A x to quit.
+The guest's serial console is this terminal; type Ctrl-A x to quit (SIGINT and
+SIGTERM stop the VM the same way; a TAP vmm created vanishes with it).
 Exit status: 0 guest powered off or rebooted (or Ctrl-A x), 1 bad input or
 VMM/KVM failure, 2 guest panic or triple fault.`
 

@@ -122,7 +122,7 @@ func Open(cfg Config) (t *TAP, err error) {
 		case errors.Is(err, unix.EBUSY):
 			return nil, fmt.Errorf("tap: %s is busy (another process has it, or it is not a TAP with vnet headers)", describe(cfg.Name))
 		case errors.Is(err, unix.EINVAL):
-			return nil, fmt.Errorf("tap: %s exists and is not a TAP: %w", describe(cfg.Name), err)
+			return nil, fmt.Errorf("tap: %s exists and is not a single-queue TAP: %w", describe(cfg.Name), err)
 		}
 		return nil, fmt.Errorf("tap: TUNSETIFF %s: %w", describe(cfg.Name), err)
 	}
