@@ -1,9 +1,12 @@
 package net
 
 import (
+	"errors"
 	"testing"
 
+	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/queue"
+	"github.com/vmm-dev/vmm/devices/virtio/queue/queuetest"
 	"github.com/vmm-dev/vmm/memory"
 	"github.com/vmm-dev/vmm/network"
 )
@@ -108,6 +111,127 @@ func FuzzRxHeader(f *testing.F) {
 		}
 		if g := out.GSOType &^ network.GSOECN; g != network.GSONone && out.GSOSize == 0 {
 			t.Fatalf("GSO without size: %+v", out)
+		}
+	})
+}
+
+// FuzzRxDeliver offers receive chains of guest-chosen shapes (lengths,
+// readable buffers, buffers outside RAM) to one frame: deliver must never
+// write more into a chain than its writable length, and either deliver the
+// whole frame with a correct num_buffers or complete what it took with 0.
+func FuzzRxDeliver(f *testing.F) {
+	f.Add(uint16(1500), true, []byte{0x08, 0x00, 1, 0x08, 0x00, 1})
+	f.Add(uint16(3000), true, []byte{0x00, 0x04, 1, 0x00, 0x01, 0, 0x00, 0x10, 1, 0x08, 0x00, 1})
+	f.Add(uint16(100), false, []byte{0x0b, 0x00, 1, 0x00, 0x02, 1})
+	f.Add(uint16(60000), true, []byte{0xff, 0xff, 1, 0xff, 0xff, 2})
+	f.Fuzz(func(t *testing.T, frameLen uint16, mergeable bool, shape []byte) {
+		mem, err := memory.New([]memory.RegionSpec{{Base: 0, Size: 4 << 20}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mem.Close()
+		drv, err := queuetest.New(mem, 16, 0x1000, 3<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type offer struct {
+			head  uint16
+			addr  uint64
+			wlen  uint32
+			valid bool
+		}
+		var offers []offer
+		descs := 0 // the 16-entry table must not wrap onto chains in flight
+		for i := 0; i+3 <= len(shape); i += 3 {
+			n := uint32(shape[i])<<8 | uint32(shape[i+1])
+			kind := shape[i+2] % 3
+			if descs += 1 + int(kind/2); descs > 16 {
+				break
+			}
+			a, err := drv.Alloc(uint64(n))
+			if err != nil {
+				break
+			}
+			o := offer{addr: a, wlen: n, valid: true}
+			switch kind {
+			case 0: // device-readable: no room
+				o.head, err = drv.AddChain([]queuetest.Buf{{Addr: a, Len: n}})
+				o.wlen = 0
+			case 1:
+				o.head, err = drv.AddChain([]queuetest.Buf{{Addr: a, Len: n, Write: true}})
+			case 2: // a second buffer outside RAM: malformed
+				o.head, err = drv.AddChain([]queuetest.Buf{{Addr: a, Len: n, Write: true}, {Addr: 1 << 40, Len: 1, Write: true}})
+				o.valid = false
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			offers = append(offers, o)
+		}
+		q := drv.Queue()
+		if err := q.Activate(mem, QueueSize, false); err != nil {
+			t.Fatal(err)
+		}
+		features := virtio.FVersion1
+		if mergeable {
+			features |= network.FMrgRxbuf
+		}
+		kick := virtio.NewChanKick()
+		kick.Close() // out of buffers ends delivery instead of waiting
+		r := &activation{mem: mem, features: features, queues: []*queue.Queue{q, nil},
+			kicks: []virtio.Kick{kick, kick}, irq: &fakeIRQ{failCh: make(chan error, 1)}, done: make(chan struct{})}
+		d, err := New(Config{MAC: testMAC, Backend: newFakeBackend(0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr := &frame{buf: make([]byte, stagingLen), n: network.HeaderLen + int(frameLen)}
+		copy(fr.buf[network.HeaderLen:], ethFrame(int(frameLen), 7))
+		if _, err := d.deliver(r, q, fr, nil); err != nil && !errors.Is(err, errStopped) {
+			t.Fatalf("deliver: %v", err)
+		}
+		used, err := drv.Used()
+		if err != nil {
+			t.Fatal(err)
+		}
+		byHead := map[uint32]offer{}
+		for _, o := range offers {
+			byHead[uint32(o.head)] = o
+		}
+		var total uint64
+		for i, u := range used {
+			o, ok := byHead[u.ID]
+			if !ok {
+				t.Fatalf("used entry %d is %+v: not an offered chain (or used twice); offers %+v", i, u, offers)
+			}
+			delete(byHead, u.ID)
+			if u.Len > o.wlen || (!o.valid && u.Len != 0) {
+				t.Fatalf("chain %d: used len %d, writable %d valid %v", u.ID, u.Len, o.wlen, o.valid)
+			}
+			total += uint64(u.Len)
+		}
+		if total != 0 && total != uint64(fr.n) {
+			t.Fatalf("wrote %d bytes of a %d-byte frame", total, fr.n)
+		}
+		if total == uint64(fr.n) {
+			var got []byte
+			nbufs := 0
+			for _, u := range used {
+				if u.Len == 0 {
+					continue
+				}
+				nbufs++
+				b := make([]byte, u.Len)
+				for _, o := range offers {
+					if uint32(o.head) == u.ID {
+						mem.ReadAt(b, o.addr)
+					}
+				}
+				got = append(got, b...)
+			}
+			h, _ := network.DecodeHeader(got)
+			if int(h.NumBuffers) != nbufs || string(got[network.HeaderLen:]) != string(fr.buf[network.HeaderLen:fr.n]) {
+				t.Fatalf("delivered frame differs (num_buffers %d, %d chains)", h.NumBuffers, nbufs)
+			}
 		}
 	})
 }
