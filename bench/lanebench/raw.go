@@ -67,6 +67,8 @@ type BlkRun struct {
 	ReadS      float64  `json:"read_s"`
 	WriteBytes int64    `json:"write_bytes"`
 	WriteS     float64  `json:"write_s"`
+	ExitMs     float64  `json:"exit_ms"` // process exit, from just before its start
+	ExitStatus int      `json:"exit_status"`
 	Error      string   `json:"error,omitempty"`
 	Tail       []string `json:"tail,omitempty"`
 }

@@ -414,7 +414,7 @@ func runBlk(c runConfig, raw *Raw) error {
 		for _, s := range setups {
 			var o output
 			res := runProc(s.Argv, &o, c.memMiB, c.timeout+60*time.Second)
-			r := BlkRun{Flavour: s.Name, Round: i}
+			r := BlkRun{Flavour: s.Name, Round: i, ExitMs: ms(res.exit), ExitStatus: res.status}
 			o.mu.Lock()
 			rd, okr := o.blk["read"]
 			wr, okw := o.blk["write"]
@@ -424,7 +424,7 @@ func runBlk(c runConfig, raw *Raw) error {
 			case res.err != nil:
 				r.Error = res.err.Error()
 			case !okr || !okw || !o.passed:
-				r.Error = "no VMM-BLKBENCH lines or no PASS"
+				r.Error = fmt.Sprintf("no VMM-BLKBENCH lines or no PASS (exit status %d after %.0f ms)", res.status, ms(res.exit))
 			}
 			if r.Error != "" {
 				r.Tail = append([]string(nil), o.tail...)
