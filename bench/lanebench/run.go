@@ -74,7 +74,7 @@ func (c runConfig) flavours(metrics string) []Flavour {
 			"--cmdline", bootCmdline, "--memory", mem, "--metrics-file", metrics}},
 		{Name: "ours-pvh", Argv: []string{c.vmm, "run", "--kernel", img("vmlinux"), "--initrd", img("initrd.img"),
 			"--cmdline", bootCmdline, "--memory", mem, "--metrics-file", metrics}},
-		{Name: "qemu-microvm", Argv: append(append([]string{c.qemu, "-M", "microvm,acpi=on"}, qemuCommon...),
+		{Name: "qemu-microvm", Argv: append(append([]string{c.qemu, "-M", "microvm,acpi=on,rtc=on"}, qemuCommon...),
 			"-kernel", img("vmlinux"), "-initrd", img("initrd.img"), "-append", bootCmdline)},
 		{Name: "qemu-q35", Argv: append(append([]string{c.qemu, "-M", "q35"}, qemuCommon...),
 			"-kernel", img("vmlinuz"), "-initrd", img("initrd.img"), "-append", bootCmdline)},
