@@ -169,21 +169,10 @@ func offered(backend uint64) uint64 {
 }
 
 // rxOffloads returns the negotiated offloads the backend may use for frames
-// to the guest. With VIRTIO_NET_F_MRG_RXBUF the receive-segmentation ones
-// (GUEST_TSO4/6, GUEST_ECN, GUEST_UFO) are withheld, although negotiated, so
-// that every frame fits one mergeable buffer (Linux posts at least 1518
-// bytes plus the header): queue.Push publishes used.idx per chain, and a
-// driver polling between the pushes of one multi-buffer frame would find
-// buffers "missing" (Linux counts rx_length_errors and drops the frame).
-// Without MRG_RXBUF a GSO frame lands in one big chain and they are kept.
-// Lifting this needs a queue method that publishes several used entries
-// with one used.idx store.
+// to the guest: all of them. A large (GSO) frame spans several mergeable
+// buffers, which deliver publishes together.
 func rxOffloads(features uint64) uint64 {
-	f := features & network.OffloadFeatures
-	if features&network.FMrgRxbuf != 0 {
-		f &^= network.FGuestTSO4 | network.FGuestTSO6 | network.FGuestECN | network.FGuestUFO
-	}
-	return f
+	return features & network.OffloadFeatures
 }
 
 // DeviceID implements virtio.Device.

@@ -135,10 +135,15 @@ func (d *Device) deliver(r *activation, q *queue.Queue, f *frame, uses []rxUse) 
 		u.len = uint32(take) // take <= WritableLen < 2^32
 		data = data[take:]
 	}
+	// All buffers of the frame become visible with one used.idx store
+	// (virtio 1.2, 5.1.6.4): the driver never sees a partial frame.
 	for _, u := range uses {
-		if err := q.Push(u.c.Head, u.len); err != nil {
+		if err := q.AddUsed(u.c.Head, u.len); err != nil {
 			return uses, err
 		}
+	}
+	if err := q.PublishUsed(); err != nil {
+		return uses, err
 	}
 	d.stats.rxFrames.Add(1)
 	d.stats.rxBytes.Add(uint64(f.n - network.HeaderLen))

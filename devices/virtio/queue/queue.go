@@ -258,6 +258,17 @@ func (q *Queue) walk(c *Chain) error {
 // Push returns the chain at head to the driver with written bytes stored in
 // its writable buffers, then publishes the new used.idx (release).
 func (q *Queue) Push(head uint16, written uint32) error {
+	if err := q.AddUsed(head, written); err != nil {
+		return err
+	}
+	return q.PublishUsed()
+}
+
+// AddUsed writes the used element for the chain at head without making it
+// visible: the driver sees it only after PublishUsed. Devices that return
+// several chains as one unit (virtio-net mergeable receive buffers, 5.1.6.4)
+// add them all, then publish once, so the driver never sees part of it.
+func (q *Queue) AddUsed(head uint16, written uint32) error {
 	if err := q.check(); err != nil {
 		return err
 	}
@@ -275,6 +286,15 @@ func (q *Queue) Push(head uint16, written uint32) error {
 	q.inFlight--
 	if q.unsignal < 1<<16 {
 		q.unsignal++
+	}
+	return nil
+}
+
+// PublishUsed makes every element added since the last publish visible to
+// the driver with one release store of used.idx.
+func (q *Queue) PublishUsed() error {
+	if err := q.check(); err != nil {
+		return err
 	}
 	if err := q.publishUsed(); err != nil {
 		return q.fail("publish used.idx: %v", err)

@@ -661,3 +661,39 @@ func TestEventIdxWrap(t *testing.T) {
 		t.Fatalf("guest-visible used.idx %#x", idx)
 	}
 }
+
+// TestAddUsedPublishesTogether: elements added with AddUsed stay invisible
+// to the driver until PublishUsed, which shows them all at once.
+func TestAddUsedPublishesTogether(t *testing.T) {
+	drv, q := setup(t, 8, false)
+	var heads []uint16
+	for range 3 {
+		head, err := drv.AddChain([]queuetest.Buf{{Addr: alloc(t, drv, 64), Len: 64, Write: true}})
+		mustPublish(t, err)
+		c, err := q.Pop()
+		if err != nil || c == nil {
+			t.Fatalf("Pop = %v, %v", c, err)
+		}
+		heads = append(heads, head)
+	}
+	for i, h := range heads {
+		if err := q.AddUsed(h, uint32(10+i)); err != nil {
+			t.Fatal(err)
+		}
+		if used, err := drv.Used(); err != nil || len(used) != 0 {
+			t.Fatalf("after AddUsed %d the driver sees %+v, %v", i, used, err)
+		}
+	}
+	if err := q.PublishUsed(); err != nil {
+		t.Fatal(err)
+	}
+	used, err := drv.Used()
+	if err != nil || len(used) != 3 {
+		t.Fatalf("after PublishUsed: %+v, %v", used, err)
+	}
+	for i, u := range used {
+		if u != (queuetest.Used{ID: uint32(heads[i]), Len: uint32(10 + i)}) {
+			t.Errorf("used[%d] = %+v", i, u)
+		}
+	}
+}
