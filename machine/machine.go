@@ -87,54 +87,54 @@ type Machine struct {
 // New builds the VM described by cfg: nothing runs until Run. cfg should
 // have passed Validate. start is when the VMM process started, for the boot
 // timer.
-func New(cfg Config, log *slog.Logger, start time.Time) (m *Machine, err error) {
-	m = &Machine{cfg: cfg, log: log, start: start, stopped: make(chan struct{})}
-	built := m // "return nil, err" clears m before this defer runs
-	defer func() {
-		if err != nil {
-			built.Close()
-			m = nil
-		}
-	}()
-	kvmPath := cfg.KVMPath
-	if kvmPath == "" {
-		kvmPath = "/dev/kvm"
-	}
-	if m.sys, err = kvm.Open(kvmPath); err != nil {
-		return nil, err
-	}
-	if m.vm, err = m.sys.CreateVM(); err != nil {
-		return nil, fmt.Errorf("create vm: %w", err)
-	}
-	if err := m.vm.SetTSSAddr(boot.KVMTSSAddr); err != nil {
-		return nil, fmt.Errorf("set tss address: %w", err)
-	}
-	if err := m.vm.SetIdentityMapAddr(boot.KVMIdentityMapAddr); err != nil {
-		return nil, fmt.Errorf("set identity map address: %w", err)
-	}
-	if err := m.vm.CreateIRQChip(); err != nil {
-		return nil, fmt.Errorf("create irqchip: %w", err)
-	}
-	if err := m.vm.CreatePIT2(); err != nil {
-		return nil, fmt.Errorf("create pit: %w", err)
-	}
-	if err := m.setupMemory(); err != nil {
-		return nil, err
-	}
-	if err := m.setupDevices(); err != nil {
-		return nil, err
-	}
-	if err := m.setupPCI(); err != nil {
-		return nil, err
-	}
-	entry, err := m.loadGuest()
-	if err != nil {
-		return nil, err
-	}
-	if err := m.setupVCPUs(entry); err != nil {
+func New(cfg Config, log *slog.Logger, start time.Time) (*Machine, error) {
+	m := &Machine{cfg: cfg, log: log, start: start, stopped: make(chan struct{})}
+	if err := m.build(); err != nil {
+		m.Close()
 		return nil, err
 	}
 	return m, nil
+}
+
+// build creates everything in order; on error, Close releases what exists.
+func (m *Machine) build() error {
+	kvmPath := m.cfg.KVMPath
+	if kvmPath == "" {
+		kvmPath = "/dev/kvm"
+	}
+	var err error
+	if m.sys, err = kvm.Open(kvmPath); err != nil {
+		return err
+	}
+	if m.vm, err = m.sys.CreateVM(); err != nil {
+		return fmt.Errorf("create vm: %w", err)
+	}
+	if err := m.vm.SetTSSAddr(boot.KVMTSSAddr); err != nil {
+		return fmt.Errorf("set tss address: %w", err)
+	}
+	if err := m.vm.SetIdentityMapAddr(boot.KVMIdentityMapAddr); err != nil {
+		return fmt.Errorf("set identity map address: %w", err)
+	}
+	if err := m.vm.CreateIRQChip(); err != nil {
+		return fmt.Errorf("create irqchip: %w", err)
+	}
+	if err := m.vm.CreatePIT2(); err != nil {
+		return fmt.Errorf("create pit: %w", err)
+	}
+	if err := m.setupMemory(); err != nil {
+		return err
+	}
+	if err := m.setupDevices(); err != nil {
+		return err
+	}
+	if err := m.setupPCI(); err != nil {
+		return err
+	}
+	entry, err := m.loadGuest()
+	if err != nil {
+		return err
+	}
+	return m.setupVCPUs(entry)
 }
 
 func (m *Machine) setupMemory() error {

@@ -2,10 +2,12 @@ package machine
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPanicWatcherFindsBannerAcrossWrites(t *testing.T) {
@@ -72,5 +74,14 @@ func TestValidateRejectsBadInput(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: error is not one line: %q", tc.name, err)
 		}
+	}
+}
+
+// TestNewFailsCleanly: a failure part-way through New returns an error and
+// releases what was built, without panicking.
+func TestNewFailsCleanly(t *testing.T) {
+	m, err := New(Config{KVMPath: filepath.Join(t.TempDir(), "kvm"), CPUs: 1, MemoryMiB: 64}, slog.New(slog.DiscardHandler), time.Now())
+	if err == nil || m != nil {
+		t.Fatalf("New = %v, %v; want an error", m, err)
 	}
 }
