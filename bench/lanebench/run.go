@@ -250,12 +250,12 @@ func runProc(argv []string, o *output, guestMiB int, timeout time.Duration) proc
 	pid := cmd.Process.Pid
 	sampleNow := make(chan struct{}, 1)
 	done := make(chan struct{})
-	var sampler sync.WaitGroup
+	samplerDone := make(chan struct{})
+	var mu sync.Mutex // protects guestMax and samples
 	var guestMax int64
 	var samples int
-	sampler.Add(1)
 	go func() {
-		defer sampler.Done()
+		defer close(samplerDone)
 		tick := time.NewTicker(SampleMs * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -266,8 +266,10 @@ func runProc(argv []string, o *output, guestMiB int, timeout time.Duration) proc
 			case <-sampleNow:
 			}
 			if kib, ok := guestRSS(pid, guestMiB); ok {
+				mu.Lock()
 				samples++
 				guestMax = max(guestMax, kib)
+				mu.Unlock()
 			}
 		}
 	}()
@@ -297,7 +299,13 @@ func runProc(argv []string, o *output, guestMiB int, timeout time.Duration) proc
 	res.exit = time.Since(start)
 	timer.Stop()
 	close(done)
-	sampler.Wait()
+	// A read of /proc/PID/smaps can block while the process tears down its
+	// memory; never let that hold up the benchmark.
+	select {
+	case <-samplerDone:
+	case <-time.After(2 * time.Second):
+		res.err = errors.Join(res.err, errors.New("smaps sampler still busy 2 s after exit"))
+	}
 	var ee *exec.ExitError
 	if werr != nil && !errors.As(werr, &ee) {
 		res.err = werr
@@ -321,8 +329,10 @@ func runProc(argv []string, o *output, guestMiB int, timeout time.Duration) proc
 	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
 		res.maxRSS = ru.Maxrss
 	}
+	mu.Lock()
 	res.guestRSS = guestMax
 	res.samples = samples
+	mu.Unlock()
 	return res
 }
 
