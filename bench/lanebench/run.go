@@ -129,6 +129,7 @@ func runBench(c runConfig) (*Raw, error) {
 	raw.Flavours = fl
 	boot := func(f Flavour, round int) {
 		_ = os.Remove(metrics)
+		progress("boot %-12s round %2d: starting", f.Name, round)
 		r := bootOnce(f, round, c.memMiB, c.timeout)
 		if strings.HasPrefix(f.Name, "ours") {
 			if b, err := os.ReadFile(metrics); err == nil && json.Valid(b) {
@@ -295,7 +296,22 @@ func runProc(argv []string, o *output, guestMiB int, timeout time.Duration) proc
 	timer := time.AfterFunc(timeout, func() { _ = cmd.Process.Kill() })
 	// cmd.Stdout and cmd.Stderr are *os.File, so Wait returns as soon as
 	// the process has been reaped; ProcessState holds its rusage.
-	werr := cmd.Wait()
+	// A process stuck in the kernel (seen in the lane: a VM that neither
+	// finished nor died on SIGKILL) must not stall the whole session:
+	// give up on it 30 s after the kill and go on without its numbers.
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	var werr error
+	select {
+	case werr = <-waited:
+	case <-time.After(timeout + 30*time.Second):
+		close(done)
+		pr.Close()
+		res.exit = time.Since(start)
+		res.status = -1
+		res.err = fmt.Errorf("process %d did not exit within %v of SIGKILL; abandoned", pid, 30*time.Second)
+		return res
+	}
 	res.exit = time.Since(start)
 	timer.Stop()
 	close(done)
