@@ -171,22 +171,11 @@ func (d *Device) Stats() Stats {
 // and is reported through virtio.FailureReporter if irq implements it.
 func (d *Device) Activate(mem *memory.Guest, features uint64, queues []*queue.Queue, kicks []virtio.Kick, irq virtio.Interrupt) error {
 	fail := func(format string, args ...any) error {
-		closeKicks(kicks)
+		virtio.CloseKicks(kicks)
 		return fmt.Errorf("virtio-blk: activate: "+format, args...)
 	}
-	switch {
-	case mem == nil || irq == nil:
-		return fail("no guest memory or interrupt")
-	case len(queues) != 1 || len(kicks) != 1 || kicks[0] == nil:
-		return fail("%d queues and %d kicks, want 1", len(queues), len(kicks))
-	case features&^d.features != 0:
-		return fail("features %#x include unoffered %#x", features, features&^d.features)
-	case features&virtio.FVersion1 == 0:
-		return fail("VERSION_1 not negotiated")
-	case queues[0] == nil || !queues[0].Active():
-		return fail("request queue not set up")
-	case queues[0].EventIdx() != (features&virtio.FRingEventIdx != 0):
-		return fail("queue event idx disagrees with features %#x", features)
+	if err := virtio.CheckActivate(d.features, features, mem, queues, kicks, irq, 1); err != nil {
+		return fail("%w", err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -214,16 +203,8 @@ func (d *Device) Reset() {
 	d.run = nil
 	r.resetting.Store(true)
 	r.stop.Store(true)
-	closeKicks(r.kicks)
+	virtio.CloseKicks(r.kicks)
 	r.wg.Wait()
-}
-
-func closeKicks(kicks []virtio.Kick) {
-	for _, k := range kicks {
-		if k != nil {
-			k.Close() // a close error leaves nothing to undo
-		}
-	}
 }
 
 // worker serves queue qi until Reset or a fault: drain what is already
@@ -234,7 +215,7 @@ func (d *Device) worker(r *activation, qi int) {
 		// Stop the other workers (if any) before saying we failed.
 		r.failOnce.Do(func() {
 			r.stop.Store(true)
-			closeKicks(r.kicks)
+			virtio.CloseKicks(r.kicks)
 		})
 		d.stats.failures.Add(1)
 	}

@@ -210,26 +210,11 @@ func (d *Device) Stats() Stats {
 // Activate implements virtio.Device.
 func (d *Device) Activate(mem *memory.Guest, features uint64, queues []*queue.Queue, kicks []virtio.Kick, irq virtio.Interrupt) error {
 	fail := func(format string, args ...any) error {
-		closeKicks(kicks)
+		virtio.CloseKicks(kicks)
 		return fmt.Errorf("virtio-net: activate: "+format, args...)
 	}
-	switch {
-	case mem == nil || irq == nil:
-		return fail("no guest memory or interrupt")
-	case len(queues) != 2 || len(kicks) != 2 || kicks[0] == nil || kicks[1] == nil:
-		return fail("%d queues and %d kicks, want 2", len(queues), len(kicks))
-	case features&^d.features != 0:
-		return fail("features %#x include unoffered %#x", features, features&^d.features)
-	case features&virtio.FVersion1 == 0:
-		return fail("VERSION_1 not negotiated")
-	}
-	for i, q := range queues {
-		if q == nil || !q.Active() {
-			return fail("queue %d not set up", i)
-		}
-		if q.EventIdx() != (features&virtio.FRingEventIdx != 0) {
-			return fail("queue %d event idx disagrees with features %#x", i, features)
-		}
+	if err := virtio.CheckActivate(d.features, features, mem, queues, kicks, irq, 2); err != nil {
+		return fail("%w", err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -299,16 +284,8 @@ func (d *Device) Close() error {
 func (r *activation) stop() {
 	r.stopOnce.Do(func() {
 		close(r.done)
-		closeKicks(r.kicks)
+		virtio.CloseKicks(r.kicks)
 	})
-}
-
-func closeKicks(kicks []virtio.Kick) {
-	for _, k := range kicks {
-		if k != nil {
-			k.Close() // a close error leaves nothing to undo
-		}
-	}
 }
 
 // reader moves frames from the backend into staging buffers until the
