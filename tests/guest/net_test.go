@@ -144,17 +144,7 @@ func runNetGuest(t *testing.T, srv *hostServer, guestAddr string, cred *syscall.
 		srv.done.Store(true)
 	}
 	io.Copy(io.Discard, stdout)
-	err = cmd.Wait()
-	r := guestRun{console: console.String(), elapsed: time.Since(start)}
-	var ee *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		t.Fatalf("vmm did not stop within %v; console:\n%s", bootTimeout, r.console)
-	case errors.As(err, &ee):
-		r.status = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("vmm: %v", err)
-	}
+	r := finishedRun(ctx, t, cmd.Wait(), console.String(), start)
 	if !fetched {
 		t.Errorf("guest never served data.bin")
 	}

@@ -75,17 +75,7 @@ func bootGuest(t *testing.T, args ...string) guestRun {
 	cmd := exec.CommandContext(ctx, vmmBinary(t), append([]string{"run"}, args...)...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
-	err := cmd.Run()
-	r := guestRun{console: out.String(), elapsed: time.Since(start)}
-	var ee *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		t.Fatalf("vmm did not stop within %v; console:\n%s", bootTimeout, r.console)
-	case errors.As(err, &ee):
-		r.status = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("vmm: %v", err)
-	}
+	r := finishedRun(ctx, t, cmd.Run(), out.String(), start)
 	t.Logf("vmm %s: status %d after %v", strings.Join(args, " "), r.status, r.elapsed.Round(time.Millisecond))
 	return r
 }
@@ -97,6 +87,23 @@ func stockKernel(t *testing.T, mode string, extraCmdline ...string) []string {
 	cmdline := append([]string{"console=ttyS0", "quiet", "vmm.test=" + mode}, extraCmdline...)
 	return []string{"--kernel", filepath.Join(dir, "vmlinuz"), "--initrd", filepath.Join(dir, "initrd.img"),
 		"--memory", "512M", "--cmdline", strings.Join(cmdline, " ")}
+}
+
+// finishedRun turns the result of a vmm process that has exited (err from
+// Run or Wait) into a guestRun; a timeout or a failure to run fails the test.
+func finishedRun(ctx context.Context, t *testing.T, err error, console string, start time.Time) guestRun {
+	t.Helper()
+	r := guestRun{console: console, elapsed: time.Since(start)}
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("vmm did not stop within %v; console:\n%s", bootTimeout, r.console)
+	case errors.As(err, &ee):
+		r.status = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("vmm: %v", err)
+	}
+	return r
 }
 
 func (r guestRun) expect(t *testing.T, status int, lines ...string) {
