@@ -161,40 +161,33 @@ func (b *Backend) handleUDP(r *udp.ForwarderRequest) bool {
 
 // enterTCP registers a goroutine that owns a TCP connection; it fails
 // after Close or when maxTCPConns are open.
-func (b *Backend) enterTCP() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed || b.tcpConns >= maxTCPConns {
-		return false
-	}
-	b.tcpConns++
-	b.wg.Add(1)
-	return true
-}
+func (b *Backend) enterTCP() bool { return b.enter(&b.tcpConns, maxTCPConns) }
 
-func (b *Backend) leaveTCP() {
-	b.mu.Lock()
-	b.tcpConns--
-	b.mu.Unlock()
-	b.wg.Done()
-}
+func (b *Backend) leaveTCP() { b.leave(&b.tcpConns) }
 
 // enterUDP registers a UDP flow goroutine; it fails after Close or when
 // maxUDPFlows are open.
-func (b *Backend) enterUDP() bool {
+func (b *Backend) enterUDP() bool { return b.enter(&b.udpFlows, maxUDPFlows) }
+
+func (b *Backend) leaveUDP() { b.leave(&b.udpFlows) }
+
+// enter counts one more goroutine in *n (guarded by b.mu) and in b.wg,
+// unless the backend is closed or *n has reached limit.
+func (b *Backend) enter(n *int, limit int) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed || b.udpFlows >= maxUDPFlows {
+	if b.closed || *n >= limit {
 		return false
 	}
-	b.udpFlows++
+	*n++
 	b.wg.Add(1)
 	return true
 }
 
-func (b *Backend) leaveUDP() {
+// leave undoes enter.
+func (b *Backend) leave(n *int) {
 	b.mu.Lock()
-	b.udpFlows--
+	*n--
 	b.mu.Unlock()
 	b.wg.Done()
 }
