@@ -55,6 +55,7 @@ func runCommand(start time.Time) *cli.Command {
 			&cli.StringFlag{Name: "metrics-file", Usage: "write exit counts and boot times as JSON to `FILE` when the VM stops"},
 			&cli.StringFlag{Name: "kvm", Value: "/dev/kvm", Usage: "KVM device `PATH`"},
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error (logs go to stderr)"},
+			&cli.StringFlag{Name: "cpu-profile", Hidden: true, Usage: "write a Go CPU profile of the VMM to `FILE` (for finding where the VMM spends its time)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() > 0 {
@@ -63,6 +64,13 @@ func runCommand(start time.Time) *cli.Command {
 			cfg, log, err := runConfig(c)
 			if err != nil {
 				return cli.Exit(err.Error(), exitVMMError)
+			}
+			if p := c.String("cpu-profile"); p != "" {
+				stop, err := startCPUProfile(p)
+				if err != nil {
+					return cli.Exit(err.Error(), exitVMMError)
+				}
+				defer stop()
 			}
 			return cli.Exit(runVM(cfg, log, start))
 		},
