@@ -11,6 +11,16 @@ GOFLAGS ?=
 # nested lane's busybox test host. Everything that builds vmm for tests or
 # benchmarks (tests/guest, scripts/bench, scripts/bench-net) does the same.
 export CGO_ENABLED ?= 0
+# The VMM's Go heap is small (about 1 MiB). Where transparent huge pages are
+# "always" (Debian's default, and the nested lane's test host), the runtime's
+# first heap mapping is backed by 2 MiB pages and 2 to 4 MiB are resident
+# (smaps AnonHugePages; docs/benchmarks.md "Memory"). The runtime's
+# disablethp=1 keeps the heap on 4 KiB pages from its first mapping on; it is
+# a GODEBUG setting that //go:debug does not accept, so it is set here the
+# way cmd/go sets //go:debug defaults (GODEBUG in the environment still
+# overrides it). Guest RAM is mapped by memory/, not the Go heap, and keeps
+# its huge pages.
+VMM_LDFLAGS ?= -X=runtime.godebugDefault=disablethp=1
 
 GO_SOURCES := $(shell find . -name '*.go' -not -path './images/out/*') go.mod go.sum
 
@@ -21,7 +31,7 @@ all: build
 build: bin/vmm
 
 bin/vmm: $(GO_SOURCES) Makefile
-	$(GO) build $(GOFLAGS) -o $@ ./cmd/vmm
+	$(GO) build $(GOFLAGS) -ldflags='$(VMM_LDFLAGS)' -o $@ ./cmd/vmm
 
 images:
 	images/build --install-deps
