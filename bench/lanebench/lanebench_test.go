@@ -28,7 +28,7 @@ func TestQuantile(t *testing.T) {
 	}
 }
 
-func TestSmapsGuestRSS(t *testing.T) {
+func TestParseSmaps(t *testing.T) {
 	text := `55d4c0000000-55d4c0021000 rw-p 00000000 00:00 0                          [heap]
 Size:                132 kB
 Rss:                  60 kB
@@ -42,11 +42,11 @@ Size:               2048 kB
 Rss:                2048 kB
 VmFlags: rd wr mr mw me ac sd
 `
-	kib, ok := smapsGuestRSS(strings.NewReader(text), 512*1024/2)
-	if !ok || kib != 130600 {
-		t.Fatalf("smapsGuestRSS = %d, %v; want 130600, true", kib, ok)
+	r, ok := parseSmaps(strings.NewReader(text), 512*1024/2)
+	if !ok || r.guest != 130600 || r.own != 60+2048 {
+		t.Fatalf("parseSmaps = %+v, %v; want guest 130600, own 2108, true", r, ok)
 	}
-	if _, ok := smapsGuestRSS(strings.NewReader(""), 1); ok {
+	if _, ok := parseSmaps(strings.NewReader(""), 1); ok {
 		t.Fatal("empty smaps (a zombie) reported ok")
 	}
 }
@@ -92,7 +92,8 @@ func sampleRaw() *Raw {
 		Flavours: []Flavour{{Name: "ours"}, {Name: "qemu-q35"}}}
 	for i := -1; i < 2; i++ {
 		r.Boots = append(r.Boots,
-			BootRun{Flavour: "ours", Round: i, MarkerMs: 5000 + float64(i)*100, ExitMs: 5200, MaxRSSKiB: 130000, GuestRSSKiB: 124000, Metrics: m, Passed: true},
+			BootRun{Flavour: "ours", Round: i, MarkerMs: 5000 + float64(i)*100, ExitMs: 5200, MaxRSSKiB: 130000, GuestRSSKiB: 124000,
+				OwnRSSKiB: 5000 + 1024*int64(i), Metrics: m, Passed: true},
 			BootRun{Flavour: "qemu-q35", Round: i, MarkerMs: 7500, ExitMs: 7600, MaxRSSKiB: 180000, GuestRSSKiB: 127000, Passed: true})
 	}
 	r.Boots = append(r.Boots, BootRun{Flavour: "qemu-q35", Round: 1, Error: "no VMM-INIT-MARKER line"})
@@ -117,6 +118,10 @@ func TestSummarize(t *testing.T) {
 	// Ours' guest RAM comes from its own pagemap count.
 	if want := (130000.0 - 124324) / 1024; math.Abs(ours.OverheadMiB.Median-want) > 1e-9 {
 		t.Fatalf("ours overhead %v MiB, want %v", ours.OverheadMiB.Median, want)
+	}
+	// Own Rss from smaps, rounds 0 and 1 only; QEMU's runs have none.
+	if want := (5000.0 + 512) / 1024; ours.OwnRSSMiB.N != 2 || math.Abs(ours.OwnRSSMiB.Median-want) > 1e-9 || q.OwnRSSMiB.N != 0 {
+		t.Fatalf("own rss: ours %+v (want median %v), q35 %+v", ours.OwnRSSMiB, want, q.OwnRSSMiB)
 	}
 	if ours.Ours == nil || ours.Ours.ExitsByKind["IO"].Median != 486 || ours.Ours.ExitsToInit.Median != 351 {
 		t.Fatalf("ours metrics: %+v", ours.Ours)

@@ -51,7 +51,11 @@ type BootRun struct {
 	// mappings in /proc/PID/smaps (sampled every SampleMs and at the
 	// marker): the guest memory touched.
 	GuestRSSKiB int64 `json:"guest_rss_kib"`
-	Samples     int   `json:"samples"` // smaps samples taken
+	// OwnRSSKiB is the largest Rss seen, in the same samples, of all its
+	// other mappings (binary, libraries, heap, stacks): the process's own
+	// memory measured from its page tables.
+	OwnRSSKiB int64 `json:"own_rss_kib,omitempty"`
+	Samples   int   `json:"samples"` // smaps samples taken
 	// Metrics is the VMM's --metrics-file document (ours only).
 	Metrics json.RawMessage `json:"metrics,omitempty"`
 	Error   string          `json:"error,omitempty"`

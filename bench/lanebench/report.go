@@ -37,6 +37,9 @@ type FlavourSummary struct {
 	GuestRSSMiB  Dist `json:"guest_rss_mib"`
 	// OverheadMiB is, per run, max RSS minus guest RAM resident.
 	OverheadMiB Dist `json:"overhead_mib"`
+	// OwnRSSMiB is, per run, the largest smaps Rss seen outside the guest
+	// RAM block: the overhead from page tables instead of ru_maxrss.
+	OwnRSSMiB Dist `json:"own_rss_mib_smaps"`
 	// MarkerRatio and ExitRatio are ours' median divided by this flavour's.
 	MarkerRatio float64 `json:"ours_over_this_marker"`
 	ExitRatio   float64 `json:"ours_over_this_exit"`
@@ -198,7 +201,7 @@ func summarize(raw *Raw) Summary {
 	var sum Summary
 	for _, f := range raw.Flavours {
 		fsum := FlavourSummary{Name: f.Name}
-		var marker, exit, uptime, maxRSS, guest, over []float64
+		var marker, exit, uptime, maxRSS, guest, over, own []float64
 		var om struct{ entry, entryCPU, init, entryInit, toInit, total, guest []float64 }
 		kinds := map[string][]float64{}
 		for _, b := range raw.Boots {
@@ -243,9 +246,13 @@ func summarize(raw *Raw) Summary {
 			}
 			guest = append(guest, g/1024)
 			over = append(over, float64(b.MaxRSSKiB)/1024-g/1024)
+			if b.OwnRSSKiB > 0 {
+				own = append(own, float64(b.OwnRSSKiB)/1024)
+			}
 		}
 		fsum.MarkerMs, fsum.ExitMs, fsum.GuestUptimeS = dist(marker), dist(exit), dist(uptime)
 		fsum.MaxRSSMiB, fsum.GuestRSSMiB, fsum.OverheadMiB = dist(maxRSS), dist(guest), dist(over)
+		fsum.OwnRSSMiB = dist(own)
 		if len(om.entry) > 0 {
 			o := &OursSummary{
 				StartToEntryMs: dist(om.entry), StartToEntryCPUMs: dist(om.entryCPU),
@@ -354,9 +361,13 @@ func printTable(w io.Writer, raw *Raw, sum Summary) {
 		fmt.Fprintf(w, "  %s/%s %.2f (marker) %.2f (exit);", p.A, p.B, p.MarkerRatio, p.ExitRatio)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "\nmemory (MiB, median): %-13s %9s %13s %13s\n", "flavour", "max RSS", "guest RAM", "overhead")
+	fmt.Fprintf(w, "\nmemory (MiB, median): %-13s %9s %13s %20s %20s\n", "flavour", "max RSS", "guest RAM", "overhead", "own Rss (smaps)")
 	for _, f := range sum.Flavours {
-		fmt.Fprintf(w, "                      %-13s %9.1f %13.1f %13s\n", f.Name, f.MaxRSSMiB.Median, f.GuestRSSMiB.Median, fmtDist(f.OverheadMiB, 1))
+		ownRSS := "-"
+		if f.OwnRSSMiB.N > 0 {
+			ownRSS = fmtDist(f.OwnRSSMiB, 1)
+		}
+		fmt.Fprintf(w, "                      %-13s %9.1f %13.1f %20s %20s\n", f.Name, f.MaxRSSMiB.Median, f.GuestRSSMiB.Median, fmtDist(f.OverheadMiB, 1), ownRSS)
 	}
 	for _, f := range sum.Flavours {
 		o := f.Ours

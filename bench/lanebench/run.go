@@ -224,6 +224,7 @@ type procResult struct {
 	status   int
 	maxRSS   int64
 	guestRSS int64
+	ownRSS   int64
 	samples  int
 	err      error
 }
@@ -252,8 +253,8 @@ func runProc(argv []string, o *output, guestMiB int, timeout time.Duration) proc
 	sampleNow := make(chan struct{}, 1)
 	done := make(chan struct{})
 	samplerDone := make(chan struct{})
-	var mu sync.Mutex // protects guestMax and samples
-	var guestMax int64
+	var mu sync.Mutex // protects guestMax, ownMax and samples
+	var guestMax, ownMax int64
 	var samples int
 	go func() {
 		defer close(samplerDone)
@@ -266,10 +267,11 @@ func runProc(argv []string, o *output, guestMiB int, timeout time.Duration) proc
 			case <-tick.C:
 			case <-sampleNow:
 			}
-			if kib, ok := guestRSS(pid, guestMiB); ok {
+			if r, ok := sampleRSS(pid, guestMiB); ok {
 				mu.Lock()
 				samples++
-				guestMax = max(guestMax, kib)
+				guestMax = max(guestMax, r.guest)
+				ownMax = max(ownMax, r.own)
 				mu.Unlock()
 			}
 		}
@@ -347,6 +349,7 @@ func runProc(argv []string, o *output, guestMiB int, timeout time.Duration) proc
 	}
 	mu.Lock()
 	res.guestRSS = guestMax
+	res.ownRSS = ownMax
 	res.samples = samples
 	mu.Unlock()
 	return res
@@ -356,7 +359,7 @@ func bootOnce(f Flavour, round, guestMiB int, timeout time.Duration) BootRun {
 	var o output
 	res := runProc(f.Argv, &o, guestMiB, timeout)
 	r := BootRun{Flavour: f.Name, Round: round, ExitMs: ms(res.exit), ExitStatus: res.status,
-		MaxRSSKiB: res.maxRSS, GuestRSSKiB: res.guestRSS, Samples: res.samples}
+		MaxRSSKiB: res.maxRSS, GuestRSSKiB: res.guestRSS, OwnRSSKiB: res.ownRSS, Samples: res.samples}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	r.MarkerMs, r.MarkerUptimeS, r.Passed = ms(o.markerAt), o.uptime, o.passed
@@ -378,22 +381,32 @@ func bootOnce(f Flavour, round, guestMiB int, timeout time.Duration) BootRun {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// guestRSS sums the Rss of pid's mappings at least half the guest RAM in
-// size: the guest RAM block(s) of QEMU and of our VMM. ok is false if smaps
-// could not be read (the process has gone).
-func guestRSS(pid, guestMiB int) (int64, bool) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/smaps")
-	if err != nil {
-		return 0, false
-	}
-	defer f.Close()
-	return smapsGuestRSS(f, int64(guestMiB)*1024/2)
+// smapsRSS is one smaps sample of a VM process, in KiB.
+type smapsRSS struct {
+	guest int64 // Rss of the mappings at least half the guest RAM in size
+	own   int64 // Rss of every other mapping: the process's own memory
 }
 
-// smapsGuestRSS parses smaps text and sums the Rss (KiB) of the mappings
-// whose Size is at least minKiB.
-func smapsGuestRSS(r io.Reader, minKiB int64) (int64, bool) {
-	var total, size int64
+// sampleRSS reads pid's smaps: the Rss of its guest RAM block(s) (mappings
+// at least half the guest RAM in size, for QEMU and for our VMM) and of
+// everything else. ok is false if smaps could not be read (the process has
+// gone).
+func sampleRSS(pid, guestMiB int) (smapsRSS, bool) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/smaps")
+	if err != nil {
+		return smapsRSS{}, false
+	}
+	defer f.Close()
+	return parseSmaps(f, int64(guestMiB)*1024/2)
+}
+
+// parseSmaps parses smaps text and sums the Rss (KiB) of the mappings whose
+// Size is at least minKiB (guest) and of the others (own). smaps counts the
+// pages each mapping has in its page tables; unlike ru_maxrss on the test
+// host's Linux 6.1 it does not lag behind per-thread RSS counters.
+func parseSmaps(r io.Reader, minKiB int64) (smapsRSS, bool) {
+	var res smapsRSS
+	var size int64
 	seen := false
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -415,15 +428,17 @@ func smapsGuestRSS(r io.Reader, minKiB int64) (int64, bool) {
 			}
 			if key == "Size" {
 				size = v
+				continue
+			}
+			seen = true
+			if size >= minKiB {
+				res.guest += v
 			} else {
-				seen = true
-				if size >= minKiB {
-					total += v
-				}
+				res.own += v
 			}
 		}
 	}
-	return total, seen && sc.Err() == nil
+	return res, seen && sc.Err() == nil
 }
 
 // runBlk runs the disk benchmark: a scratch image on tmpfs, read and then
