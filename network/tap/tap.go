@@ -11,7 +11,8 @@
 // stays.
 //
 // Reads go through Go's netpoller (the descriptor is non-blocking), so a
-// blocked ReadFrame costs no thread and Close wakes it.
+// blocked ReadFrame costs no thread, and Close or Wake (a read deadline in
+// the past) wakes it; TryReadFrame is a single non-blocking read(2).
 package tap
 
 import (
@@ -21,6 +22,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -166,14 +168,50 @@ func (t *TAP) Created() bool { return t.created }
 
 // ReadFrame implements network.Backend. A frame that fills buf completely
 // may have been truncated by the kernel, so it is dropped.
-func (t *TAP) ReadFrame(buf []byte) (int, error) {
+func (t *TAP) ReadFrame(buf []byte) (int, error) { return t.read(buf, true) }
+
+// TryReadFrame implements network.Backend with non-blocking read(2)s.
+func (t *TAP) TryReadFrame(buf []byte) (int, error) { return t.read(buf, false) }
+
+// Wake implements network.Backend: a read deadline in the past wakes the
+// netpoller wait of a blocked ReadFrame, and fails the next read if none
+// is blocked; read clears it when it reports ErrWoken.
+func (t *TAP) Wake() {
+	_ = t.f.SetReadDeadline(time.Unix(1, 0)) // fails only once closed: reads then report ErrClosed
+}
+
+// read reads one frame; with wait it parks in the netpoller until the TAP
+// is readable, closed or woken. Runts and possibly truncated frames are
+// dropped.
+func (t *TAP) read(buf []byte, wait bool) (int, error) {
+	rc, err := t.f.SyscallConn()
+	if err != nil {
+		return 0, network.ErrClosed
+	}
 	for {
-		n, err := t.f.Read(buf)
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, rerr = unix.Read(int(fd), buf)
+			return !wait || !errors.Is(rerr, unix.EAGAIN)
+		})
 		switch {
-		case err != nil && t.closed.Load():
+		case (err != nil || rerr != nil) && t.closed.Load():
 			return 0, network.ErrClosed
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if err := t.f.SetReadDeadline(time.Time{}); err != nil && t.closed.Load() {
+				return 0, network.ErrClosed
+			}
+			return 0, network.ErrWoken
 		case err != nil:
 			return 0, fmt.Errorf("tap: %s: read: %w", t.name, err)
+		case errors.Is(rerr, unix.EAGAIN), errors.Is(rerr, unix.EINTR):
+			if !wait {
+				return 0, nil
+			}
+			continue
+		case rerr != nil:
+			return 0, fmt.Errorf("tap: %s: read: %w", t.name, rerr)
 		case n < network.HeaderLen || n >= len(buf):
 			continue // runt or possibly truncated: drop
 		}

@@ -216,3 +216,80 @@ func TestAttachExistingAndBridge(t *testing.T) {
 		t.Errorf("%s master = %s, want br0", tb.Name(), master)
 	}
 }
+
+// TestTryReadAndWake: TryReadFrame never blocks; Wake ends a blocked
+// ReadFrame (and only once), or fails the next read if none is blocked;
+// frames are read normally afterwards.
+func TestTryReadAndWake(t *testing.T) {
+	inNetns(t)
+	tp, err := Open(Config{Name: "tapwake"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	if err := SetIPv4(tp.Name(), netip.MustParsePrefix("10.0.3.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65536+network.HeaderLen+1)
+	// Drain whatever the kernel sent when the link came up (IPv6 router
+	// solicitations and the like); then nothing is queued.
+	for i := 0; ; i++ {
+		n, err := tp.TryReadFrame(buf)
+		if err != nil {
+			t.Fatalf("TryReadFrame: %v", err)
+		}
+		if n == 0 {
+			break
+		}
+		if i > 100 {
+			t.Fatal("TryReadFrame keeps returning frames")
+		}
+	}
+	// A pending Wake fails the next read once.
+	tp.Wake()
+	if _, err := tp.TryReadFrame(buf); !errors.Is(err, network.ErrWoken) {
+		t.Fatalf("TryReadFrame after Wake: %v, want ErrWoken", err)
+	}
+	if _, err := tp.TryReadFrame(buf); err != nil {
+		t.Fatalf("second TryReadFrame: %v", err)
+	}
+	// Wake ends a blocked ReadFrame.
+	done := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := tp.ReadFrame(buf); err != nil { // frames the kernel sends on its own are skipped
+				done <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	tp.Wake()
+	select {
+	case err := <-done:
+		if !errors.Is(err, network.ErrWoken) {
+			t.Fatalf("ReadFrame: %v, want ErrWoken", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wake did not end ReadFrame")
+	}
+	// After the wake-up, frames flow again: an ARP request to the host
+	// is answered.
+	mac := network.GenerateMAC("wake")
+	req := arpRequest(mac, [4]byte{10, 0, 3, 15}, [4]byte{10, 0, 3, 2})
+	if err := tp.WriteFrame([][]byte{req}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := tp.ReadFrame(buf)
+		if err != nil {
+			t.Fatalf("ReadFrame after Wake: %v", err)
+		}
+		f := buf[network.HeaderLen:n]
+		if len(f) >= 42 && binary.BigEndian.Uint16(f[12:]) == 0x0806 && binary.BigEndian.Uint16(f[20:]) == 2 {
+			return
+		}
+	}
+	t.Fatal("no ARP reply after Wake")
+}

@@ -42,6 +42,8 @@ type Backend struct {
 	done   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
+	// wake holds a pending Wake (capacity 1: wake-ups do not accumulate).
+	wake chan struct{}
 
 	// txMu is held for reading while a guest frame is inside the stack and
 	// for writing while Close destroys the stack.
@@ -82,6 +84,7 @@ func New(cfg Config) (*Backend, error) {
 		log:    cfg.Log,
 		dhcp:   newDHCPServer(cfg),
 		done:   make(chan struct{}),
+		wake:   make(chan struct{}, 1),
 		ctx:    ctx,
 		cancel: cancel,
 		conns:  make(map[io.Closer]struct{}),
@@ -234,25 +237,51 @@ func (b *Backend) serveDHCP() {
 }
 
 // ReadFrame implements network.Backend: it blocks until a frame for the
-// guest is queued (or Close), copies header+frame into buf and returns its
-// length. Frames longer than buf are dropped.
-func (b *Backend) ReadFrame(buf []byte) (int, error) {
+// guest is queued (or Close, or Wake), copies header+frame into buf and
+// returns its length. Frames longer than buf are dropped.
+func (b *Backend) ReadFrame(buf []byte) (int, error) { return b.read(buf, true) }
+
+// TryReadFrame implements network.Backend: ReadFrame without waiting.
+func (b *Backend) TryReadFrame(buf []byte) (int, error) { return b.read(buf, false) }
+
+// Wake implements network.Backend.
+func (b *Backend) Wake() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Backend) read(buf []byte, wait bool) (int, error) {
 	for {
 		select {
 		case <-b.done:
 			return 0, network.ErrClosed
+		case <-b.wake:
+			return 0, network.ErrWoken
 		default:
 		}
-		select {
-		case <-b.done:
-			return 0, network.ErrClosed
-		case f := <-b.link.rx:
-			if len(f) > len(buf) {
-				b.stats.rxDropped.Add(1)
-				continue
+		var f []byte
+		if wait {
+			select {
+			case <-b.done:
+				return 0, network.ErrClosed
+			case <-b.wake:
+				return 0, network.ErrWoken
+			case f = <-b.link.rx:
 			}
-			return copy(buf, f), nil
+		} else {
+			select {
+			case f = <-b.link.rx:
+			default:
+				return 0, nil
+			}
 		}
+		if len(f) > len(buf) {
+			b.stats.rxDropped.Add(1)
+			continue
+		}
+		return copy(buf, f), nil
 	}
 }
 

@@ -93,6 +93,47 @@ func TestReadFrameDropsLongFrames(t *testing.T) {
 	}
 }
 
+func TestTryReadFrameAndWake(t *testing.T) {
+	b := newTestBackend(t, Config{})
+	buf := make([]byte, 64)
+	if n, err := b.TryReadFrame(buf); n != 0 || err != nil {
+		t.Fatalf("TryReadFrame of an empty queue = %d, %v", n, err)
+	}
+	b.link.rx <- []byte("queued")
+	if n, err := b.TryReadFrame(buf); err != nil || string(buf[:n]) != "queued" {
+		t.Fatalf("TryReadFrame = %q, %v", buf[:n], err)
+	}
+	// Wake-ups do not accumulate: two Wakes fail one read.
+	b.Wake()
+	b.Wake()
+	if _, err := b.TryReadFrame(buf); !errors.Is(err, network.ErrWoken) {
+		t.Fatalf("TryReadFrame after Wake: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.ReadFrame(buf)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("ReadFrame returned %v with nothing queued", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.Wake()
+	select {
+	case err := <-done:
+		if !errors.Is(err, network.ErrWoken) {
+			t.Fatalf("ReadFrame after Wake: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wake did not end ReadFrame")
+	}
+	b.Close()
+	if _, err := b.TryReadFrame(buf); !errors.Is(err, network.ErrClosed) {
+		t.Errorf("TryReadFrame after Close: %v", err)
+	}
+}
+
 func TestQueueFullDrops(t *testing.T) {
 	b := newTestBackend(t, Config{})
 	// Nobody reads: ARP replies pile up, then are dropped, and WriteFrame

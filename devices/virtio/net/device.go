@@ -4,14 +4,15 @@
 // No control queue and no multiqueue.
 //
 // Threads: per activation, a tx worker (kick -> pop -> validate -> backend
-// WriteFrame -> push) and an rx worker (frame from the reader -> wait for
-// receive buffers -> copy -> push -> interrupt). One reader goroutine per
-// Device, started at the first Activate and ended by Close, blocks in the
-// backend's ReadFrame and hands frames to whichever activation is live, so
-// Reset never waits for host traffic. Two staging buffers circulate between
-// reader and rx worker: while the guest posts no receive buffers both fill
-// up, the reader stops reading, and the backend (for TAP, the kernel's
-// queue) holds or drops what follows. No vCPU ever waits for the network.
+// WriteFrame -> push) and an rx worker that reads the backend itself
+// (TryReadFrame until nothing is queued, each frame into one staging buffer
+// -> wait for receive buffers -> copy -> push; then one interrupt check and
+// a blocking ReadFrame). No frame changes goroutines on its way to the
+// guest. Reset stops the activation and calls the backend's Wake, so the rx
+// worker never keeps Reset waiting for host traffic. While the guest posts
+// no receive buffers the worker stops reading, and the backend (for TAP,
+// the kernel's queue) holds or drops what follows. No vCPU ever waits for
+// the network.
 //
 // Guest faults: a malformed chain or an invalid header drops that frame
 // (the chain completes with 0 bytes written) and is counted; a broken ring
@@ -43,8 +44,6 @@ const (
 	// stagingLen holds the header and the largest frame, plus one byte so
 	// that a backend can tell an oversized (truncated) frame from a full one.
 	stagingLen = network.HeaderLen + MaxFrameLen + 1
-	// stagingBufs is how many frames wait between reader and rx worker.
-	stagingBufs = 2
 )
 
 // Configuration space (virtio 1.2, 5.1.4, struct virtio_net_config).
@@ -84,24 +83,16 @@ type Device struct {
 	config   [configSize]byte // immutable after New
 	stats    counters
 
-	// Staging buffers: the reader takes one from free, fills it from the
-	// backend and sends it on full; the rx worker copies it to the guest
-	// and gives it back.
-	free, full chan *frame
-	readerOnce sync.Once
-	readerDone chan struct{} // closed when the reader exits
-	readerErr  atomic.Pointer[error]
-	closed     chan struct{} // closed by Close
-	closeOnce  sync.Once
+	// staging receives each frame from the backend before it is copied
+	// to the guest; only the (single) live rx worker uses it.
+	staging   []byte
+	readErr   atomic.Pointer[error] // a failed backend read: no more activations
+	closed    chan struct{}         // closed by Close
+	closeOnce sync.Once
 
 	// mu serializes Activate, Reset and Close, and protects run.
 	mu  sync.Mutex
 	run *activation
-}
-
-type frame struct {
-	buf []byte
-	n   int
 }
 
 // activation is one Activate..Reset period.
@@ -132,14 +123,9 @@ func New(cfg Config) (*Device, error) {
 		return nil, fmt.Errorf("virtio-net: MAC %v is not a unicast address", cfg.MAC)
 	}
 	d := &Device{
-		backend:    cfg.Backend,
-		free:       make(chan *frame, stagingBufs),
-		full:       make(chan *frame, stagingBufs),
-		readerDone: make(chan struct{}),
-		closed:     make(chan struct{}),
-	}
-	for range stagingBufs {
-		d.free <- &frame{buf: make([]byte, stagingLen)}
+		backend: cfg.Backend,
+		staging: make([]byte, stagingLen),
+		closed:  make(chan struct{}),
 	}
 	d.features = virtio.FVersion1 | virtio.FRingEventIdx | virtio.FRingIndirectDesc |
 		network.FMAC | network.FStatus | network.FMrgRxbuf | offered(cfg.Backend.Features())
@@ -226,14 +212,13 @@ func (d *Device) Activate(mem *memory.Guest, features uint64, queues []*queue.Qu
 	if d.run != nil {
 		return fail("already active")
 	}
-	if p := d.readerErr.Load(); p != nil {
+	if p := d.readErr.Load(); p != nil {
 		return fail("backend failed: %w", *p)
 	}
 	rx := rxOffloads(features)
 	if err := d.backend.SetGuestOffloads(rx); err != nil {
 		return fail("%w", err)
 	}
-	d.readerOnce.Do(func() { go d.reader() })
 	r := &activation{mem: mem, features: features, rxOffers: rx, queues: queues, kicks: kicks, irq: irq, done: make(chan struct{})}
 	d.run = r
 	r.wg.Add(2)
@@ -242,8 +227,9 @@ func (d *Device) Activate(mem *memory.Guest, features uint64, queues []*queue.Qu
 	return nil
 }
 
-// Reset implements virtio.Device: it stops the workers, waits for them
-// and forgets the queues. A frame the rx worker held is dropped.
+// Reset implements virtio.Device: it stops the workers (waking the rx
+// worker's backend read), waits for them and forgets the queues. A frame
+// the rx worker held is dropped.
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -258,23 +244,21 @@ func (d *Device) resetLocked() {
 	d.run = nil
 	r.resetting.Store(true)
 	r.stop()
+	d.backend.Wake() // after stop: the woken rx worker sees it stopped
 	r.wg.Wait()
 }
 
-// Close resets the device, closes the backend and waits for the reader.
-// The device cannot be activated again.
+// Close resets the device and closes the backend. The device cannot be
+// activated again.
 func (d *Device) Close() error {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.resetLocked()
 	var err error
 	d.closeOnce.Do(func() {
 		close(d.closed)
 		err = d.backend.Close()
 	})
-	d.mu.Unlock()
-	// If the reader never started, nothing else will close readerDone.
-	d.readerOnce.Do(func() { close(d.readerDone) })
-	<-d.readerDone
 	if err != nil {
 		return fmt.Errorf("virtio-net: close backend: %w", err)
 	}
@@ -286,45 +270,6 @@ func (r *activation) stop() {
 		close(r.done)
 		virtio.CloseKicks(r.kicks)
 	})
-}
-
-// reader moves frames from the backend into staging buffers until the
-// backend is closed. It belongs to the Device, not to an activation.
-func (d *Device) reader() {
-	defer close(d.readerDone)
-	for {
-		var f *frame
-		select {
-		case f = <-d.free:
-		case <-d.closed:
-			return
-		}
-		n, err := d.backend.ReadFrame(f.buf)
-		if err != nil {
-			if !errors.Is(err, network.ErrClosed) {
-				d.readerErr.Store(&err)
-				d.stopActive(fmt.Errorf("virtio-net: backend read: %w", err))
-			}
-			return
-		}
-		if n < network.HeaderLen+MinFrameLen || n > network.HeaderLen+MaxFrameLen {
-			d.stats.rxDropped.Add(1)
-			d.free <- f
-			continue
-		}
-		f.n = n
-		d.full <- f // capacity stagingBufs: never blocks
-	}
-}
-
-// stopActive fails the live activation (a host-side fault).
-func (d *Device) stopActive(err error) {
-	d.mu.Lock()
-	r := d.run
-	d.mu.Unlock()
-	if r != nil {
-		d.fail(r, err)
-	}
 }
 
 // fail stops r's workers and reports err once, unless Reset is under way.

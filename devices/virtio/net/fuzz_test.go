@@ -184,8 +184,8 @@ func FuzzRxDeliver(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fr := &frame{buf: make([]byte, stagingLen), n: network.HeaderLen + int(frameLen)}
-		copy(fr.buf[network.HeaderLen:], ethFrame(int(frameLen), 7))
+		fr := make([]byte, network.HeaderLen+int(frameLen))
+		copy(fr[network.HeaderLen:], ethFrame(int(frameLen), 7))
 		if _, err := d.deliver(r, q, fr, nil); err != nil && !errors.Is(err, errStopped) {
 			t.Fatalf("deliver: %v", err)
 		}
@@ -209,10 +209,10 @@ func FuzzRxDeliver(f *testing.F) {
 			}
 			total += uint64(u.Len)
 		}
-		if total != 0 && total != uint64(fr.n) {
-			t.Fatalf("wrote %d bytes of a %d-byte frame", total, fr.n)
+		if total != 0 && total != uint64(len(fr)) {
+			t.Fatalf("wrote %d bytes of a %d-byte frame", total, len(fr))
 		}
-		if total == uint64(fr.n) {
+		if total == uint64(len(fr)) {
 			var got []byte
 			nbufs := 0
 			for _, u := range used {
@@ -229,7 +229,7 @@ func FuzzRxDeliver(f *testing.F) {
 				got = append(got, b...)
 			}
 			h, _ := network.DecodeHeader(got)
-			if int(h.NumBuffers) != nbufs || string(got[network.HeaderLen:]) != string(fr.buf[network.HeaderLen:fr.n]) {
+			if int(h.NumBuffers) != nbufs || string(got[network.HeaderLen:]) != string(fr[network.HeaderLen:]) {
 				t.Fatalf("delivered frame differs (num_buffers %d, %d chains)", h.NumBuffers, nbufs)
 			}
 		}

@@ -2,6 +2,7 @@ package net
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/queue"
@@ -17,35 +18,46 @@ type rxUse struct {
 	len uint32 // bytes of the frame written into it
 }
 
-// serveRx delivers frames from the reader to the guest until the
-// activation stops. Its error means the ring is broken.
+// serveRx reads frames from the backend and delivers them to the guest
+// until the activation stops. It drains every queued frame (TryReadFrame)
+// and checks whether the guest wants an interrupt when the backend has
+// nothing more (and every notifyEvery frames), then blocks in ReadFrame.
+// Its error means the ring is broken or the backend failed.
 func (d *Device) serveRx(r *activation) error {
 	q := r.queues[RxQueue]
 	// Kicks matter only when the device runs out of receive buffers.
 	if err := q.DisableNotification(); err != nil {
 		return err
 	}
+	buf := d.staging
 	var uses []rxUse
-	for delivered := 1; ; delivered++ {
-		var f *frame
-		select {
-		case f = <-d.full:
-		case <-r.done:
+	for delivered := 1; ; {
+		if r.stopped() {
 			return nil
-		default:
+		}
+		n, err := d.backend.TryReadFrame(buf)
+		if err == nil && n == 0 {
 			// Idle: let the guest see what it has received, then sleep.
 			if err := notify(r, RxQueue); err != nil {
 				return err
 			}
-			select {
-			case f = <-d.full:
-			case <-r.done:
-				return nil
-			}
+			n, err = d.backend.ReadFrame(buf)
 		}
-		var err error
-		uses, err = d.deliver(r, q, f, uses[:0])
-		d.free <- f
+		switch {
+		case errors.Is(err, network.ErrWoken):
+			continue // Reset (or a stale wake-up): look at r again
+		case errors.Is(err, network.ErrClosed):
+			r.stop() // the VM is going away
+			return nil
+		case err != nil:
+			d.readErr.Store(&err)
+			return fmt.Errorf("backend read: %w", err)
+		}
+		if n < network.HeaderLen+MinFrameLen || n > network.HeaderLen+MaxFrameLen {
+			d.stats.rxDropped.Add(1)
+			continue
+		}
+		uses, err = d.deliver(r, q, buf[:n], uses[:0])
 		switch {
 		case errors.Is(err, errStopped):
 			return nil
@@ -57,19 +69,20 @@ func (d *Device) serveRx(r *activation) error {
 				return err
 			}
 		}
+		delivered++
 	}
 }
 
-// deliver writes one staged frame into the guest's receive buffers: one
-// chain, or with VIRTIO_NET_F_MRG_RXBUF as many as it takes (virtio 1.2,
-// 5.1.6.3.2), with num_buffers set in the header. A frame with offloads the
-// backend was not allowed (rxOffloads) or that the buffers cannot hold is
-// dropped. The chains of one frame are pushed back to back; see rxOffloads
-// for why frames normally need only one.
-func (d *Device) deliver(r *activation, q *queue.Queue, f *frame, uses []rxUse) ([]rxUse, error) {
-	h, err := network.DecodeHeader(f.buf[:f.n])
+// deliver writes one frame (header and data, in the staging buffer) into
+// the guest's receive buffers: one chain, or with VIRTIO_NET_F_MRG_RXBUF as
+// many as it takes (virtio 1.2, 5.1.6.3.2), with num_buffers set in the
+// header. A frame with offloads the backend was not allowed (rxOffloads) or
+// that the buffers cannot hold is dropped. The chains of one frame are
+// published together.
+func (d *Device) deliver(r *activation, q *queue.Queue, frame []byte, uses []rxUse) ([]rxUse, error) {
+	h, err := network.DecodeHeader(frame)
 	if err == nil {
-		h, err = checkRxHeader(h, f.n-network.HeaderLen, r.rxOffers)
+		h, err = checkRxHeader(h, len(frame)-network.HeaderLen, r.rxOffers)
 	}
 	if err != nil {
 		d.stats.rxDropped.Add(1)
@@ -82,7 +95,7 @@ func (d *Device) deliver(r *activation, q *queue.Queue, f *frame, uses []rxUse) 
 	}
 	// Take chains until the frame fits.
 	var room uint64
-	for room < uint64(f.n) {
+	for room < uint64(len(frame)) {
 		if len(uses) == maxUses {
 			return uses, d.abandon(q, uses)
 		}
@@ -120,11 +133,11 @@ func (d *Device) deliver(r *activation, q *queue.Queue, f *frame, uses []rxUse) 
 		room += w
 	}
 	h.NumBuffers = uint16(len(uses)) // <= queue size <= 32768
-	if err := h.Encode(f.buf[:network.HeaderLen]); err != nil {
+	if err := h.Encode(frame[:network.HeaderLen]); err != nil {
 		return uses, err
 	}
 	// Copy, then publish every chain of the frame back to back.
-	data := f.buf[:f.n]
+	data := frame
 	for i := range uses {
 		u := &uses[i]
 		take := min(u.c.WritableLen(), uint64(len(data)))
@@ -146,7 +159,7 @@ func (d *Device) deliver(r *activation, q *queue.Queue, f *frame, uses []rxUse) 
 		return uses, err
 	}
 	d.stats.rxFrames.Add(1)
-	d.stats.rxBytes.Add(uint64(f.n - network.HeaderLen))
+	d.stats.rxBytes.Add(uint64(len(frame) - network.HeaderLen))
 	return uses, nil
 }
 
