@@ -219,7 +219,14 @@ func (d *Device) Activate(mem *memory.Guest, features uint64, queues []*queue.Qu
 	if err := d.backend.SetGuestOffloads(rx); err != nil {
 		return fail("%w", err)
 	}
-	r := &activation{mem: mem, features: features, rxOffers: rx, queues: queues, kicks: kicks, irq: irq, done: make(chan struct{})}
+	polled := make([]virtio.Kick, len(kicks))
+	for i, k := range kicks {
+		polled[i] = k
+		if k != nil {
+			polled[i] = newPolledKick(k)
+		}
+	}
+	r := &activation{mem: mem, features: features, rxOffers: rx, queues: queues, kicks: polled, irq: irq, done: make(chan struct{})}
 	d.run = r
 	r.wg.Add(2)
 	go d.worker(r, RxQueue, d.serveRx)
