@@ -209,3 +209,14 @@ func FuzzOutputLine(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseSmaps(f *testing.F) {
+	f.Add("7f0000000000-7f0020000000 rw-p 00000000 00:00 0\nSize:             524288 kB\nRss:              130600 kB\n", int64(1024))
+	f.Add("Size: 4 kB\nRss: 4 kB\nRss: x kB\nSize 4\nRss:: 3 kB\n", int64(0))
+	f.Fuzz(func(t *testing.T, text string, minKiB int64) {
+		r, ok := parseSmaps(strings.NewReader(text), minKiB)
+		if !ok && (r.guest != 0 || r.own != 0) && !strings.Contains(text, "Rss") {
+			t.Fatalf("nothing seen but %+v", r)
+		}
+	})
+}
