@@ -5,7 +5,10 @@
 // feature bits and MAC addresses.
 package network
 
-import "errors"
+import (
+	"errors"
+	"syscall"
+)
 
 // HeaderLen is the size of struct virtio_net_hdr_v1 (virtio 1.2, 5.1.6) that
 // precedes every frame crossing a Backend.
@@ -49,4 +52,13 @@ type Backend interface {
 	// accepted (e.g. TUNSETOFFLOAD for TAP).
 	SetGuestOffloads(features uint64) error
 	Close() error
+}
+
+// Pollable is implemented by a Backend whose frames for the guest are
+// queued exactly when a file descriptor is readable (TAP). A device may add
+// that descriptor to its own poll set, to wait for host frames and guest
+// notifications in one goroutine; it reads frames only through the
+// Backend's methods.
+type Pollable interface {
+	SyscallConn() (syscall.RawConn, error)
 }

@@ -22,6 +22,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -218,6 +219,12 @@ func (t *TAP) read(buf []byte, wait bool) (int, error) {
 		return n, nil
 	}
 }
+
+// SyscallConn implements network.Pollable: the TAP is readable exactly
+// when a frame is queued.
+func (t *TAP) SyscallConn() (syscall.RawConn, error) { return t.f.SyscallConn() }
+
+var _ network.Pollable = (*TAP)(nil)
 
 // WriteFrame implements network.Backend with one writev(2).
 func (t *TAP) WriteFrame(bufs [][]byte) error {

@@ -3,16 +3,20 @@
 // configuration space (MAC address, link status) and offload negotiation.
 // No control queue and no multiqueue.
 //
-// Threads: per activation, a tx worker (kick -> pop -> validate -> backend
-// WriteFrame -> push) and an rx worker that reads the backend itself
-// (TryReadFrame until nothing is queued, each frame into one staging buffer
-// -> wait for receive buffers -> copy -> push; then one interrupt check and
-// a blocking ReadFrame). No frame changes goroutines on its way to the
-// guest. Reset stops the activation and calls the backend's Wake, so the rx
-// worker never keeps Reset waiting for host traffic. While the guest posts
-// no receive buffers the worker stops reading, and the backend (for TAP,
-// the kernel's queue) holds or drops what follows. No vCPU ever waits for
-// the network.
+// Threads: with a TAP (network.Pollable) and eventfd kicks, one event-loop
+// goroutine per activation serves both queues (loop.go): it waits on an
+// epoll set of the TAP and both kicks, drains the transmit queue (pop ->
+// validate -> backend WriteFrame -> push), then reads every frame the TAP
+// holds into one staging buffer and copies it into the guest's receive
+// buffers, then checks once whether the guest wants an interrupt. With
+// other backends or kicks, a tx worker and an rx worker do the same per
+// queue; the rx worker reads the backend itself (TryReadFrame until
+// nothing is queued, then a blocking ReadFrame). No frame changes
+// goroutines on its way. Reset stops the activation and wakes the loop or
+// the backend read (Wake), so it never waits for host traffic. While the
+// guest posts no receive buffers the device stops reading, and the backend
+// (for TAP, the kernel's queue) holds or drops what follows. No vCPU ever
+// waits for the network.
 //
 // Guest faults: a malformed chain or an invalid header drops that frame
 // (the chain completes with 0 bytes written) and is counted; a broken ring
@@ -103,6 +107,13 @@ type activation struct {
 	queues   []*queue.Queue
 	kicks    []virtio.Kick
 	irq      virtio.Interrupt
+
+	// loop is the event loop's wait set when one goroutine serves both
+	// queues (see serveLoop), nil with one worker per queue.
+	loop *waitSet
+	// waitRx waits for the guest to post receive buffers; nil means the
+	// receive kick's Wait. Set before the rx worker starts, used by it only.
+	waitRx func() error
 
 	wg        sync.WaitGroup
 	done      chan struct{} // closed to stop the workers
@@ -228,9 +239,15 @@ func (d *Device) Activate(mem *memory.Guest, features uint64, queues []*queue.Qu
 	}
 	r := &activation{mem: mem, features: features, rxOffers: rx, queues: queues, kicks: polled, irq: irq, done: make(chan struct{})}
 	d.run = r
+	if w, rxk, txk := d.newLoop(polled); w != nil {
+		r.loop = w
+		r.wg.Add(1)
+		go d.worker(r, "event loop", func(r *activation) error { return d.serveLoop(r, w, rxk, txk) })
+		return nil
+	}
 	r.wg.Add(2)
-	go d.worker(r, RxQueue, d.serveRx)
-	go d.worker(r, TxQueue, d.serveTx)
+	go d.worker(r, "receive queue", d.serveRx)
+	go d.worker(r, "transmit queue", d.serveTx)
 	return nil
 }
 
@@ -275,6 +292,9 @@ func (d *Device) Close() error {
 func (r *activation) stop() {
 	r.stopOnce.Do(func() {
 		close(r.done)
+		if r.loop != nil {
+			r.loop.wake()
+		}
 		virtio.CloseKicks(r.kicks)
 	})
 }
@@ -292,11 +312,11 @@ func (d *Device) fail(r *activation, err error) {
 	})
 }
 
-// worker runs serve for queue qi; an error fails the activation.
-func (d *Device) worker(r *activation, qi int, serve func(*activation) error) {
+// worker runs serve, named what for errors; an error fails the activation.
+func (d *Device) worker(r *activation, what string, serve func(*activation) error) {
 	defer r.wg.Done()
 	if err := serve(r); err != nil {
-		d.fail(r, fmt.Errorf("virtio-net: queue %d: %w", qi, err))
+		d.fail(r, fmt.Errorf("virtio-net: %s: %w", what, err))
 	}
 }
 

@@ -3,6 +3,7 @@ package net
 import (
 	"errors"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -22,8 +23,9 @@ import (
 // coalesce exactly as with EventFDKick.Wait. Other Kick kinds, or a failed
 // dup, fall back to the kick's own Wait.
 type polledKick struct {
-	k virtio.Kick
-	f *os.File // non-blocking duplicate of the kick's eventfd; nil: use k.Wait
+	k  virtio.Kick
+	f  *os.File        // non-blocking duplicate of the kick's eventfd
+	rc syscall.RawConn // f's, for the event loop
 }
 
 var _ virtio.Kick = (*polledKick)(nil)
@@ -43,7 +45,13 @@ func newPolledKick(k virtio.Kick) virtio.Kick {
 		unix.Close(fd)
 		return k
 	}
-	return &polledKick{k: k, f: os.NewFile(uintptr(fd), "virtio-net kick")}
+	f := os.NewFile(uintptr(fd), "virtio-net kick")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return k
+	}
+	return &polledKick{k: k, f: f, rc: rc}
 }
 
 // Wait implements virtio.Kick.
@@ -60,6 +68,23 @@ func (p *polledKick) Wait() error {
 			return nil
 		}
 	}
+}
+
+// drain consumes pending notifications without waiting (for the event
+// loop, which learns from its poll set that the eventfd is readable).
+func (p *polledKick) drain() error {
+	var rerr error
+	if err := p.rc.Read(func(fd uintptr) bool {
+		var buf [8]byte
+		_, rerr = unix.Read(int(fd), buf[:])
+		return true
+	}); err != nil {
+		return virtio.ErrClosed
+	}
+	if rerr != nil && !errors.Is(rerr, unix.EAGAIN) {
+		return rerr
+	}
+	return nil
 }
 
 // Close implements virtio.Kick: closing the duplicate wakes a parked Wait.

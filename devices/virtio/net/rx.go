@@ -196,8 +196,12 @@ func (d *Device) popRx(r *activation, q *queue.Queue) (*queue.Chain, error) {
 			if err := notify(r, RxQueue); err != nil {
 				return nil, err
 			}
-			if err := r.kicks[RxQueue].Wait(); err != nil {
-				if errors.Is(err, virtio.ErrClosed) {
+			wait := r.waitRx
+			if wait == nil {
+				wait = r.kicks[RxQueue].Wait
+			}
+			if err := wait(); err != nil {
+				if errors.Is(err, virtio.ErrClosed) || errors.Is(err, errLoopWoken) || errors.Is(err, errStopped) {
 					return nil, errStopped
 				}
 				return nil, err
