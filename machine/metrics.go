@@ -2,11 +2,10 @@ package machine
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"reflect"
-	"strconv"
 	"sync"
 	"time"
 
@@ -130,7 +129,7 @@ func residentBytes(mappings [][]byte) (uint64, error) {
 	defer f.Close()
 	page := uint64(unix.Getpagesize())
 	var total uint64
-	buf := make([]byte, 4096) // 512 pages (2 MiB of guest RAM) a read
+	buf := make([]byte, 8*4096)
 	for _, m := range mappings {
 		if len(m) == 0 {
 			continue
@@ -164,130 +163,12 @@ func presentPages(b []byte) uint64 {
 }
 
 func (m *Machine) writeMetrics() error {
-	r := m.report()
-	if err := os.WriteFile(m.cfg.MetricsPath, r.appendJSON(nil), 0o644); err != nil {
+	b, err := json.MarshalIndent(m.report(), "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(m.cfg.MetricsPath, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	return nil
-}
-
-// appendJSON appends r as an indented JSON document and a newline, the same
-// document encoding/json makes of it (TestReportJSON). It is written by hand
-// because it runs when the VM stops, where encoding/json's reflection would
-// page in some 140 KiB of code and type data just for this
-// (docs/benchmarks.md, Memory).
-func (r *Report) appendJSON(b []byte) []byte {
-	w := jsonObject{b: append(b, '{')}
-	w.str("stop_reason", r.StopReason)
-	w.int("cpus", int64(r.CPUs))
-	w.uint("memory_mib", r.MemoryMiB)
-	w.float("start_to_entry_ms", r.StartToEntryMs)
-	w.float("start_to_entry_cpu_ms", r.StartToEntryCPUMs)
-	if r.StartToInitMs != 0 {
-		w.float("start_to_init_ms", r.StartToInitMs)
-	}
-	if r.EntryToInitMs != 0 {
-		w.float("entry_to_init_ms", r.EntryToInitMs)
-	}
-	w.uint("exits_total", r.ExitsTotal)
-	if r.ExitsToInit != 0 {
-		w.uint("exits_to_init", r.ExitsToInit)
-	}
-	w.key("vcpu_exits")
-	if r.VCPUExits == nil {
-		w.b = append(w.b, "null"...)
-	} else {
-		w.b = append(w.b, '[')
-		for i, c := range r.VCPUExits {
-			if i > 0 {
-				w.b = append(w.b, ',')
-			}
-			w.b = append(w.b, "\n    {"...)
-			v := jsonObject{b: w.b, indent: "\n      "}
-			v.uint("IO", c.IO)
-			v.uint("MMIO", c.MMIO)
-			v.uint("HLT", c.HLT)
-			v.uint("Shutdown", c.Shutdown)
-			v.uint("SystemEvent", c.SystemEvent)
-			v.uint("InternalError", c.InternalError)
-			v.uint("FailEntry", c.FailEntry)
-			v.uint("Interrupted", c.Interrupted)
-			v.uint("Unknown", c.Unknown)
-			w.b = append(v.b, "\n    }"...)
-		}
-		if len(r.VCPUExits) > 0 {
-			w.b = append(w.b, "\n  "...)
-		}
-		w.b = append(w.b, ']')
-	}
-	w.int("max_rss_kib", r.MaxRSSKiB)
-	w.int("guest_rss_kib", r.GuestRSSKiB)
-	return append(w.b, "\n}\n"...)
-}
-
-// jsonObject appends the members of one JSON object, each on its own line.
-type jsonObject struct {
-	b      []byte
-	indent string // before each member; "\n  " if empty
-	n      int    // members so far
-}
-
-func (w *jsonObject) key(k string) {
-	if w.n > 0 {
-		w.b = append(w.b, ',')
-	}
-	w.n++
-	if w.indent == "" {
-		w.b = append(w.b, "\n  "...)
-	} else {
-		w.b = append(w.b, w.indent...)
-	}
-	w.b = appendJSONString(w.b, k)
-	w.b = append(w.b, ": "...)
-}
-
-func (w *jsonObject) str(k, v string) { w.key(k); w.b = appendJSONString(w.b, v) }
-func (w *jsonObject) int(k string, v int64) {
-	w.key(k)
-	w.b = strconv.AppendInt(w.b, v, 10)
-}
-func (w *jsonObject) uint(k string, v uint64) {
-	w.key(k)
-	w.b = strconv.AppendUint(w.b, v, 10)
-}
-
-// float appends v as encoding/json does for the values metrics hold
-// (finite; plain notation from 1e-6 up to 1e21, exponent otherwise).
-func (w *jsonObject) float(k string, v float64) {
-	w.key(k)
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		w.b = append(w.b, '0')
-		return
-	}
-	if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
-		w.b = strconv.AppendFloat(w.b, v, 'e', -1, 64)
-		if n := len(w.b); w.b[n-4] == 'e' && w.b[n-3] == '-' && w.b[n-2] == '0' {
-			w.b = append(w.b[:n-2], w.b[n-1]) // e-07 -> e-7, as encoding/json writes it
-		}
-		return
-	}
-	w.b = strconv.AppendFloat(w.b, v, 'f', -1, 64)
-}
-
-// appendJSONString appends s as a JSON string: quotes, backslashes and
-// control characters escaped, other bytes as they are.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
 }
