@@ -2,19 +2,27 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/urfave/cli/v2"
 )
 
 func main() {
 	start := time.Now()
-	err := newApp(start, os.Stdout).Run(os.Args)
+	err := newApp(start).Run(os.Args)
 	if err == nil {
 		return
+	}
+	code := exitVMMError
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		code = ec.ExitCode()
 	}
 	if msg := err.Error(); msg != "" {
 		fmt.Fprintln(os.Stderr, "vmm:", msg)
 	}
-	os.Exit(exitCode(err))
+	os.Exit(code)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/vmm-dev/vmm/console"
 	"github.com/vmm-dev/vmm/machine"
@@ -38,102 +39,72 @@ SIGTERM stop the VM the same way; a TAP vmm created vanishes with it).
 Exit status: 0 guest powered off or rebooted (or Ctrl-A x), 1 bad input or
 VMM/KVM failure, 2 guest panic or triple fault.`
 
-// runOptions are the flags of vmm run.
-type runOptions struct {
-	kernel, initrd, cmdline string
-	cpus                    int
-	memory                  string
-	disks, nets             specList
-	metricsFile, kvm        string
-	logLevel, cpuProfile    string
-}
-
-// specList is a repeatable flag: each use appends one value, commas and all.
-type specList []string
-
-func (l *specList) String() string     { return strings.Join(*l, " ") }
-func (l *specList) Set(s string) error { *l = append(*l, s); return nil }
-func (l *specList) Get() any           { return []string(*l) }
-
-func runCommand(start time.Time) command {
-	return command{
-		name:        "run",
-		usage:       "boot a kernel with its console on this terminal",
-		description: runExample,
-		hidden:      []string{"cpu-profile"},
-		flags: func(fs *flag.FlagSet) func([]string) error {
-			o := &runOptions{}
-			o.define(fs)
-			return func([]string) error { return o.run(start) }
+func runCommand(start time.Time) *cli.Command {
+	return &cli.Command{
+		Name:        "run",
+		Usage:       "boot a kernel with its console on this terminal",
+		Description: runExample,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "kernel", Usage: "bzImage or ELF vmlinux (PVH) `FILE`, e.g. images/out/vmlinuz", Required: true},
+			&cli.StringFlag{Name: "initrd", Usage: "initramfs `FILE`, e.g. images/out/initrd.img"},
+			&cli.StringFlag{Name: "cmdline", Value: "console=ttyS0", Usage: "kernel command line, e.g. \"console=ttyS0 root=/dev/vda\""},
+			&cli.IntFlag{Name: "cpus", Value: 1, Usage: fmt.Sprintf("number of vCPUs, 1..%d", machine.MaxCPUs)},
+			&cli.StringFlag{Name: "memory", Value: "512M", Usage: "guest RAM `SIZE`, e.g. 512M or 2G"},
+			&cli.StringSliceFlag{Name: "disk", Usage: "virtio-blk disk `SPEC` path=FILE[,readonly=on]; repeat for /dev/vdb, ..."},
+			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net device `SPEC`: tap=NAME, tap[,bridge=BR] or user[,hostfwd=tcp::8080-:80], each [,mac=MAC]; repeatable"},
+			&cli.StringFlag{Name: "metrics-file", Usage: "write exit counts and boot times as JSON to `FILE` when the VM stops"},
+			&cli.StringFlag{Name: "kvm", Value: "/dev/kvm", Usage: "KVM device `PATH`"},
+			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error (logs go to stderr)"},
+			&cli.StringFlag{Name: "cpu-profile", Hidden: true, Usage: "write a Go CPU profile of the VMM to `FILE` (for finding where the VMM spends its time)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Len() > 0 {
+				return cli.Exit(fmt.Sprintf("run: unexpected argument %q (flags only)", c.Args().First()), exitVMMError)
+			}
+			cfg, log, err := runConfig(c)
+			if err != nil {
+				return cli.Exit(err.Error(), exitVMMError)
+			}
+			if p := c.String("cpu-profile"); p != "" {
+				stop, err := startCPUProfile(p)
+				if err != nil {
+					return cli.Exit(err.Error(), exitVMMError)
+				}
+				defer stop()
+			}
+			return cli.Exit(runVM(cfg, log, start))
 		},
 	}
 }
 
-// define puts the flags of vmm run on fs.
-func (o *runOptions) define(fs *flag.FlagSet) {
-	fs.StringVar(&o.kernel, "kernel", "", "bzImage or ELF vmlinux (PVH) `FILE`, e.g. images/out/vmlinuz (required)")
-	fs.StringVar(&o.initrd, "initrd", "", "initramfs `FILE`, e.g. images/out/initrd.img")
-	fs.StringVar(&o.cmdline, "cmdline", "console=ttyS0", "kernel command `LINE`, e.g. \"console=ttyS0 root=/dev/vda\"")
-	fs.IntVar(&o.cpus, "cpus", 1, fmt.Sprintf("`N` vCPUs, 1..%d", machine.MaxCPUs))
-	fs.StringVar(&o.memory, "memory", "512M", "guest RAM `SIZE`, e.g. 512M or 2G")
-	fs.Var(&o.disks, "disk", "virtio-blk disk `SPEC` path=FILE[,readonly=on]; repeat for /dev/vdb, ...")
-	fs.Var(&o.nets, "net", "virtio-net device `SPEC`: tap=NAME, tap[,bridge=BR] or user[,hostfwd=tcp::8080-:80], each [,mac=MAC]; repeatable")
-	fs.StringVar(&o.metricsFile, "metrics-file", "", "write exit counts and boot times as JSON to `FILE` when the VM stops")
-	fs.StringVar(&o.kvm, "kvm", "/dev/kvm", "KVM device `PATH`")
-	fs.StringVar(&o.logLevel, "log-level", "warn", "log `LEVEL`: debug, info, warn or error (logs go to stderr)")
-	fs.StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the VMM to `FILE` (for finding where the VMM spends its time)")
-}
-
-func (o *runOptions) run(start time.Time) error {
-	if o.kernel == "" {
-		return usageError("run: --kernel is required (see vmm run --help)")
-	}
-	cfg, log, err := o.config()
-	if err != nil {
-		return usageError("%v", err)
-	}
-	if o.cpuProfile != "" {
-		stop, err := startCPUProfile(o.cpuProfile)
-		if err != nil {
-			return usageError("%v", err)
-		}
-		defer stop()
-	}
-	msg, code := runVM(cfg, log, start)
-	if code == exitOK {
-		return nil
-	}
-	return &exitError{msg: msg, code: code}
-}
-
-func (o *runOptions) config() (machine.Config, *slog.Logger, error) {
+func runConfig(c *cli.Context) (machine.Config, *slog.Logger, error) {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return machine.Config{}, nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return machine.Config{}, nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	mem, err := machine.ParseMemory(o.memory)
+	mem, err := machine.ParseMemory(c.String("memory"))
 	if err != nil {
 		return machine.Config{}, nil, fmt.Errorf("--memory: %w", err)
 	}
 	cfg := machine.Config{
-		KVMPath:     o.kvm,
-		KernelPath:  o.kernel,
-		InitrdPath:  o.initrd,
-		Cmdline:     o.cmdline,
-		CPUs:        o.cpus,
+		KVMPath:     c.String("kvm"),
+		KernelPath:  c.String("kernel"),
+		InitrdPath:  c.String("initrd"),
+		Cmdline:     c.String("cmdline"),
+		CPUs:        c.Int("cpus"),
 		MemoryMiB:   mem,
-		MetricsPath: o.metricsFile,
+		MetricsPath: c.String("metrics-file"),
 		Console:     os.Stdout,
 	}
-	for _, d := range o.disks {
+	for _, d := range c.StringSlice("disk") {
 		disk, err := parseDisk(d)
 		if err != nil {
 			return machine.Config{}, nil, err
 		}
 		cfg.Disks = append(cfg.Disks, disk)
 	}
-	for _, n := range o.nets {
+	for _, n := range c.StringSlice("net") {
 		nc, err := parseNet(n)
 		if err != nil {
 			return machine.Config{}, nil, err
