@@ -21,6 +21,11 @@ export CGO_ENABLED ?= 0
 # overrides it). Guest RAM is mapped by memory/, not the Go heap, and keeps
 # its huge pages.
 VMM_LDFLAGS ?= -X=runtime.godebugDefault=disablethp=1
+# urfave_cli_no_docs leaves out urfave/cli's man-page and Markdown
+# generators (and the blackfriday Markdown library they pull in), which vmm
+# never uses: about 0.2 MiB less resident. Add vmmprofile for a binary whose
+# hidden --cpu-profile flag works (it links runtime/pprof, about 0.35 MiB).
+VMM_TAGS ?= urfave_cli_no_docs
 
 GO_SOURCES := $(shell find . -name '*.go' -not -path './images/out/*') go.mod go.sum
 
@@ -31,7 +36,7 @@ all: build
 build: bin/vmm
 
 bin/vmm: $(GO_SOURCES) Makefile
-	$(GO) build $(GOFLAGS) -ldflags='$(VMM_LDFLAGS)' -o $@ ./cmd/vmm
+	$(GO) build $(GOFLAGS) -tags '$(VMM_TAGS)' -ldflags='$(VMM_LDFLAGS)' -o $@ ./cmd/vmm
 
 images:
 	images/build --install-deps
