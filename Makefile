@@ -33,10 +33,16 @@ GO_SOURCES := $(shell find . -name '*.go' -not -path './images/out/*') go.mod go
 
 all: build
 
-build: bin/vmm
+build: bin/vmm bin/vmm-usernet
 
 bin/vmm: $(GO_SOURCES) Makefile
 	$(GO) build $(GOFLAGS) -tags '$(VMM_TAGS)' -ldflags='$(VMM_LDFLAGS)' -o $@ ./cmd/vmm
+
+# The user-mode network (--net user) runs in its own process, so that
+# gVisor's netstack is neither in the VMM's address space nor in its memory;
+# vmm finds it next to itself.
+bin/vmm-usernet: $(GO_SOURCES) Makefile
+	$(GO) build $(GOFLAGS) -ldflags='$(VMM_LDFLAGS)' -o $@ ./cmd/vmm-usernet
 
 images:
 	images/build --install-deps

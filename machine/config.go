@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/vmm-dev/vmm/network"
 	"github.com/vmm-dev/vmm/network/tap"
-	"github.com/vmm-dev/vmm/network/usernet"
 )
 
 // Limits on what a Config may ask for.
@@ -48,7 +48,7 @@ type NetConfig struct {
 	// seeded with the backend, its index and the TAP name).
 	MAC network.MAC
 	// HostForwards are host -> guest port forwards. Only for NetUser.
-	HostForwards []usernet.Forward
+	HostForwards []network.Forward
 }
 
 // Config is everything needed to build and run one VM. The CLI fills it in;
@@ -69,6 +69,27 @@ type Config struct {
 	// MetricsPath, if set, receives a JSON summary (exit counts, boot
 	// times) when the VM stops.
 	MetricsPath string
+
+	// UsernetPath is the user-mode network program (cmd/vmm-usernet) that
+	// --net user runs in a child process; empty means UsernetProgram in
+	// the directory of the running executable.
+	UsernetPath string
+}
+
+// UsernetProgram is the file name of the user-mode network program, looked
+// for next to the VMM's executable.
+const UsernetProgram = "vmm-usernet"
+
+// usernetPath resolves Config.UsernetPath.
+func (c *Config) usernetPath() (string, error) {
+	if c.UsernetPath != "" {
+		return c.UsernetPath, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find %s next to this executable: %w", UsernetProgram, err)
+	}
+	return filepath.Join(filepath.Dir(exe), UsernetProgram), nil
 }
 
 // ParseMemory parses a size such as "512M", "2G", "1024" (MiB) into MiB.
@@ -182,6 +203,15 @@ func (c *Config) Validate() error {
 	for i, n := range c.Nets {
 		if err := n.validate(); err != nil {
 			return fmt.Errorf("--net %d: %w", i, err)
+		}
+		if n.Backend == NetUser {
+			p, err := c.usernetPath()
+			if err != nil {
+				return fmt.Errorf("--net %d: %w", i, err)
+			}
+			if st, err := os.Stat(p); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+				return fmt.Errorf("--net %d: user-mode networking runs in %s, which is missing or not executable (make build puts it next to vmm)", i, p)
+			}
 		}
 	}
 	kvmPath := c.KVMPath

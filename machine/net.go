@@ -1,14 +1,17 @@
 package machine
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"strings"
 
 	"github.com/vmm-dev/vmm/devices/virtio"
 	virtionet "github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/network"
+	"github.com/vmm-dev/vmm/network/netproc"
 	"github.com/vmm-dev/vmm/network/tap"
-	"github.com/vmm-dev/vmm/network/usernet"
 )
 
 // setupNets creates each --net backend and its virtio-net device and adds
@@ -55,15 +58,30 @@ func (m *Machine) newBackend(i int, n NetConfig) (network.Backend, network.MAC, 
 		if mac.IsZero() {
 			mac = network.GenerateMAC("user/" + strconv.Itoa(i))
 		}
-		b, err := usernet.New(usernet.Config{
-			GuestMAC:     mac[:],
-			HostForwards: n.HostForwards,
-			Log:          m.log,
-		})
+		path, err := m.cfg.usernetPath()
 		if err != nil {
 			return nil, mac, err
 		}
+		args := []string{"--mac", mac.String(), "--log-level", logLevel(m.log)}
+		for _, f := range n.HostForwards {
+			args = append(args, "--hostfwd", f.String())
+		}
+		b, err := netproc.Start(netproc.Config{Path: path, Args: args})
+		if err != nil {
+			return nil, mac, err
+		}
+		m.log.Info("user-mode network", "program", path, "pid", b.Pid())
 		return b, mac, nil
 	}
 	return nil, mac, fmt.Errorf("unknown backend %q", n.Backend)
+}
+
+// logLevel names the lowest level log passes, for a child's --log-level.
+func logLevel(log *slog.Logger) string {
+	for _, l := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn} {
+		if log.Enabled(context.Background(), l) {
+			return strings.ToLower(l.String())
+		}
+	}
+	return "error"
 }

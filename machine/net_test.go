@@ -52,6 +52,14 @@ func TestNetConfigValidate(t *testing.T) {
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "at most") {
 		t.Errorf("Validate with %d nets: %v", len(c.Nets), err)
 	}
+	c.UsernetPath = filepath.Join(t.TempDir(), UsernetProgram)
+	c.Nets = []NetConfig{{Backend: NetUser}}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "missing or not executable") {
+		t.Errorf("Validate without the user-mode network program: %v", err)
+	}
+	if err := os.WriteFile(c.UsernetPath, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	c.Nets = []NetConfig{{Backend: NetUser}, {Backend: "vde"}}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--net 1") {
 		t.Errorf("Validate with a bad second net: %v", err)

@@ -6,12 +6,11 @@ import (
 
 	"github.com/vmm-dev/vmm/machine"
 	"github.com/vmm-dev/vmm/network"
-	"github.com/vmm-dev/vmm/network/usernet"
 )
 
 func TestParseNet(t *testing.T) {
 	mac := network.MAC{0x52, 0x54, 0, 1, 2, 3}
-	fwd, err := usernet.ParseHostFwd("tcp:127.0.0.1:8080-:80")
+	fwd, err := network.ParseHostFwd("tcp:127.0.0.1:8080-:80")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +21,7 @@ func TestParseNet(t *testing.T) {
 		"tap,bridge=br0":                 {Backend: machine.NetTAP, Bridge: "br0"},
 		"user":                           {Backend: machine.NetUser},
 		"user,hostfwd=tcp:127.0.0.1:8080-:80,mac=52:54:00:01:02:03": {Backend: machine.NetUser, MAC: mac,
-			HostForwards: []usernet.Forward{fwd}},
+			HostForwards: []network.Forward{fwd}},
 	}
 	for in, want := range good {
 		got, err := parseNet(in)

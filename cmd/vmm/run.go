@@ -15,7 +15,6 @@ import (
 	"github.com/vmm-dev/vmm/console"
 	"github.com/vmm-dev/vmm/machine"
 	"github.com/vmm-dev/vmm/network"
-	"github.com/vmm-dev/vmm/network/usernet"
 )
 
 const runExample = `Example:
@@ -178,7 +177,7 @@ func parseNet(s string) (machine.NetConfig, error) {
 		case k == "bridge" && n.Backend == machine.NetTAP && n.TAP == "":
 			n.Bridge = v
 		case k == "hostfwd" && n.Backend == machine.NetUser:
-			f, err := usernet.ParseHostFwd(v)
+			f, err := network.ParseHostFwd(v)
 			if err != nil {
 				return n, fmt.Errorf("--net %q: %w", s, err)
 			}

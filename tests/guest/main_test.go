@@ -67,9 +67,11 @@ func runInLane() int {
 	}
 	defer os.RemoveAll(tmp)
 	vmmBin := filepath.Join(tmp, "vmm")
+	usernetBin := filepath.Join(tmp, "vmm-usernet") // --net user; found next to vmm
 	testBin := filepath.Join(tmp, "guest.test")
 	for _, args := range [][]string{
 		{"build", "-o", vmmBin, "./cmd/vmm"},
+		{"build", "-o", usernetBin, "./cmd/vmm-usernet"},
 		{"test", "-c", "-o", testBin, "./tests/guest"},
 	} {
 		cmd := exec.Command("go", args...)
@@ -86,7 +88,7 @@ func runInLane() int {
 	if f := flag.Lookup("test.run"); f != nil && f.Value.String() != "" {
 		inner = append(inner, "-test.run="+f.Value.String())
 	}
-	args := append([]string{"--timeout", "2700", "--add", vmmBin, "--add", testBin, "--"}, inner...)
+	args := append([]string{"--timeout", "2700", "--add", vmmBin, "--add", usernetBin, "--add", testBin, "--"}, inner...)
 	cmd := exec.Command(filepath.Join(root, "images/testbed/run"), args...)
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr

@@ -45,17 +45,20 @@ func vmmBinary(t *testing.T) string {
 	if p := os.Getenv("VMM_BIN"); p != "" {
 		return p
 	}
-	p := filepath.Join(t.TempDir(), "vmm")
+	dir := t.TempDir()
 	root, err := repoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("go", "build", "-o", p, "./cmd/vmm")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	// vmm-usernet (--net user) belongs next to vmm.
+	for _, prog := range []string{"vmm", "vmm-usernet"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, prog), "./cmd/"+prog)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", prog, err, out)
+		}
 	}
-	return p
+	return filepath.Join(dir, "vmm")
 }
 
 // guestRun is the outcome of one vmm run.
