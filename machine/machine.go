@@ -19,6 +19,8 @@ import (
 	"github.com/vmm-dev/vmm/boot"
 	"github.com/vmm-dev/vmm/boot/acpi"
 	"github.com/vmm-dev/vmm/devices"
+	"github.com/vmm-dev/vmm/devices/virtio/blk"
+	virtionet "github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/kvm"
 	"github.com/vmm-dev/vmm/memory"
 )
@@ -74,6 +76,8 @@ type Machine struct {
 	serial    *devices.Serial
 	pciWindow *acpi.PCIWindow // set when there is a PCI bus to describe
 	closers   []io.Closer
+	disks     []*blk.Device       // in --disk order, for their counters
+	nets      []*virtionet.Device // in --net order, for their counters
 
 	metrics metrics
 

@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmm-dev/vmm/devices/virtio/blk"
+	virtionet "github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/kvm"
 )
 
@@ -81,6 +83,11 @@ type Report struct {
 	// touched, so MaxRSSKiB - GuestRSSKiB estimates the VMM's own overhead.
 	// Zero if pagemap could not be read.
 	GuestRSSKiB int64 `json:"guest_rss_kib"`
+	// Disks and Nets are the virtio devices' counters, in --disk and --net
+	// order: requests and bytes, frames and bytes each way, and what was
+	// dropped or refused (a guest's malformed chains among them).
+	Disks []blk.Stats       `json:"disks,omitempty"`
+	Nets  []virtionet.Stats `json:"nets,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -100,6 +107,12 @@ func (m *Machine) report() Report {
 	}
 	for _, c := range m.vcpus {
 		r.VCPUExits = append(r.VCPUExits, c.ExitCounts())
+	}
+	for _, d := range m.disks {
+		r.Disks = append(r.Disks, d.Stats())
+	}
+	for _, n := range m.nets {
+		r.Nets = append(r.Nets, n.Stats())
 	}
 	var ru unix.Rusage
 	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {

@@ -32,6 +32,7 @@ func (m *Machine) setupNets(add func(name string, dev virtio.Device) error) erro
 			return fmt.Errorf("--net %d: %w", i, err)
 		}
 		m.closers = append(m.closers, dev)
+		m.nets = append(m.nets, dev)
 		if err := add(name, dev); err != nil {
 			return err
 		}

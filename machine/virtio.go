@@ -160,7 +160,9 @@ func (m *Machine) setupPCI() error {
 			return fmt.Errorf("--disk %s: %w", d.Path, err)
 		}
 		m.closers = append(m.closers, disk)
-		if err := add(fmt.Sprintf("disk %d (%s)", i, d.Path), blk.New(disk)); err != nil {
+		dev := blk.New(disk)
+		m.disks = append(m.disks, dev)
+		if err := add(fmt.Sprintf("disk %d (%s)", i, d.Path), dev); err != nil {
 			return err
 		}
 	}

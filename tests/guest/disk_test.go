@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vmm-dev/vmm/machine"
 )
 
 // copyImage copies an image from the images directory into a temp dir.
@@ -103,6 +106,31 @@ func TestDiskReadOnly(t *testing.T) {
 // modules and switches to the ext4 root on that disk.
 func TestRootFilesystemOnDisk(t *testing.T) {
 	root := copyImage(t, "rootfs.ext4")
-	r := bootGuest(t, append(stockKernel(t, "rootfs", "root=/dev/vda"), "--disk", "path="+root)...)
+	metricsPath := filepath.Join(t.TempDir(), "metrics.json")
+	r := bootGuest(t, append(stockKernel(t, "rootfs", "root=/dev/vda"), "--disk", "path="+root, "--metrics-file", metricsPath)...)
 	r.expect(t, exitOK, "VMM-ROOTFS /dev/vda", "VMM-TEST-RESULT rootfs PASS")
+
+	// The metrics document describes this boot.
+	b, err := os.ReadFile(metricsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m machine.Report
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("metrics file: %v\n%s", err, b)
+	}
+	switch {
+	case m.StopReason != "poweroff":
+		t.Errorf("stop_reason %q, want poweroff", m.StopReason)
+	case m.ExitsToInit == 0 || m.ExitsTotal < m.ExitsToInit:
+		t.Errorf("exits to init %d, total %d", m.ExitsToInit, m.ExitsTotal)
+	case m.StartToInitMs <= m.StartToEntryMs || m.StartToEntryMs <= 0:
+		t.Errorf("start -> entry %.1f ms, start -> init %.1f ms", m.StartToEntryMs, m.StartToInitMs)
+	case m.GuestRSSKiB <= 0 || m.MaxRSSKiB <= m.GuestRSSKiB:
+		t.Errorf("max RSS %d KiB, guest RSS %d KiB", m.MaxRSSKiB, m.GuestRSSKiB)
+	case len(m.Disks) != 1 || m.Disks[0].Requests == 0 || m.Disks[0].ReadBytes == 0 || m.Disks[0].BadChains != 0 || m.Disks[0].Failures != 0:
+		t.Errorf("disk counters %+v: want one disk that served reads, with no bad chains or failures", m.Disks)
+	}
+	t.Logf("metrics: %d exits to init, %.0f ms to init, overhead %d KiB, disk %+v",
+		m.ExitsToInit, m.StartToInitMs, m.MaxRSSKiB-m.GuestRSSKiB, m.Disks)
 }
