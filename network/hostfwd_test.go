@@ -66,3 +66,24 @@ func ExampleParseHostFwd() {
 	// tcp 127.0.0.1:2222 22 <nil>
 	// hostfwd "tcp::2222-10.0.2.15:22": guest address "10.0.2.15": only an empty guest address (the guest's DHCP address) is supported
 }
+
+// FuzzParseHostFwd: any string either fails to parse or yields a forward
+// whose String parses back to the same forward, with ports in range.
+func FuzzParseHostFwd(f *testing.F) {
+	for _, s := range []string{"tcp:127.0.0.1:8080-:80", "udp::53-:53", "tcp:[::1]:22-:22", "tcp::0-:1", "x", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fw, err := ParseHostFwd(s)
+		if err != nil {
+			return
+		}
+		if fw.GuestPort == 0 || fw.HostAddr.Port() == 0 || (fw.Proto != "tcp" && fw.Proto != "udp") {
+			t.Fatalf("ParseHostFwd(%q) = %+v", s, fw)
+		}
+		again, err := ParseHostFwd(fw.String())
+		if err != nil || again != fw {
+			t.Fatalf("round trip of %q via %q: %+v, %v", s, fw.String(), again, err)
+		}
+	})
+}
