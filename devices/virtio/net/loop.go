@@ -248,9 +248,11 @@ func (d *Device) serveLoop(r *activation, w *waitSet, rxk, txk *polledKick) erro
 			}
 			uses, err = d.deliver(r, rxq, buf[:n], uses[:0])
 			switch {
-			case errors.Is(err, errStopped), errors.Is(err, errLoopWoken), errors.Is(err, virtio.ErrClosed):
+			case err != nil && r.stopped():
 				return nil
 			case err != nil:
+				// Never end quietly while live: the guest would lose its
+				// network without DEVICE_NEEDS_RESET.
 				return err
 			}
 			if delivered%notifyEvery == 0 {
@@ -269,20 +271,26 @@ func (d *Device) serveLoop(r *activation, w *waitSet, rxk, txk *polledKick) erro
 		}
 		ready, err := w.wait()
 		switch {
-		case errors.Is(err, errLoopWoken):
+		case err != nil && r.stopped():
 			return nil
 		case err != nil:
 			return err
 		}
 		if ready&(1<<tokTxKick) != 0 {
 			if err := txk.drain(); err != nil {
-				return nil // closed: stopping
+				if r.stopped() {
+					return nil
+				}
+				return fmt.Errorf("transmit kick: %w", err)
 			}
 			txDue = true
 		}
 		if ready&(1<<tokRxKick) != 0 {
 			if err := rxk.drain(); err != nil {
-				return nil
+				if r.stopped() {
+					return nil
+				}
+				return fmt.Errorf("receive kick: %w", err)
 			}
 		}
 	}
