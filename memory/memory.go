@@ -49,7 +49,8 @@ type Guest struct {
 	regions []Region
 }
 
-// New maps anonymous, lazily-populated memory for each region. Regions must
+// New maps anonymous, lazily-populated memory for each region (2 MiB-aligned,
+// with transparent huge pages where the host has them; see mapRegion). Regions must
 // be sorted, page-aligned and non-overlapping.
 func New(specs []RegionSpec) (*Guest, error) {
 	if len(specs) == 0 {
@@ -73,8 +74,7 @@ func New(specs []RegionSpec) (*Guest, error) {
 			g.Close()
 			return nil, fmt.Errorf("memory: region %d too large", i)
 		}
-		host, err := unix.Mmap(-1, 0, int(s.Size), unix.PROT_READ|unix.PROT_WRITE,
-			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		host, err := mapRegion(s.Size)
 		if err != nil {
 			g.Close()
 			return nil, fmt.Errorf("memory: map %d MiB at guest %#x: %w", s.Size>>20, s.Base, err)
@@ -89,7 +89,7 @@ func New(specs []RegionSpec) (*Guest, error) {
 func (g *Guest) Close() error {
 	var first error
 	for _, r := range g.regions {
-		if err := unix.Munmap(r.host); err != nil && first == nil {
+		if err := unmapRegion(r.host); err != nil && first == nil {
 			first = fmt.Errorf("memory: unmap %#x: %w", r.Base, err)
 		}
 	}
