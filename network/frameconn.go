@@ -13,8 +13,8 @@ import (
 
 // FrameConn exchanges header+frame messages over a non-blocking file
 // descriptor on which one read(2) returns exactly one frame and one
-// writev(2) sends exactly one: a SOCK_SEQPACKET socket to a network process
-// (network/netproc). Waits park in Go's netpoller, so a blocked ReadFrame
+// writev(2) sends exactly one: a TAP with IFF_VNET_HDR (network/tap), or a
+// SOCK_SEQPACKET socket to a network process (network/netproc). Waits park in Go's netpoller, so a blocked ReadFrame
 // holds no thread and Wake or Close ends it. It provides the read, wake,
 // write and close halves of a Backend, and is Pollable.
 type FrameConn struct {

@@ -19,11 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
-	"sync/atomic"
-	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -55,12 +51,15 @@ type Config struct {
 	Bridge string
 }
 
-// TAP is a network.Backend over one TAP queue.
+// TAP is a network.Backend over one TAP queue. A read(2) of a TAP returns
+// one frame and a writev(2) sends one, so network.FrameConn does its I/O
+// (ReadFrame, TryReadFrame, Wake, WriteFrame, SyscallConn); its Close wakes
+// a blocked ReadFrame, and a TAP that Open created disappears with its last
+// descriptor.
 type TAP struct {
-	f       *os.File
+	*network.FrameConn
 	name    string
 	created bool
-	closed  atomic.Bool // set by Close: I/O errors after it mean ErrClosed
 }
 
 var _ network.Backend = (*TAP)(nil)
@@ -149,9 +148,12 @@ func Open(cfg Config) (t *TAP, err error) {
 			return nil, fmt.Errorf("tap: %s: %w", name, err)
 		}
 	}
-	f := os.NewFile(uintptr(fd), tunPath) // non-blocking: registered with the netpoller
+	conn, err := network.NewFrameConn(fd, "tap: "+name) // non-blocking: in the netpoller
+	if err != nil {
+		return nil, err
+	}
 	fd = -1
-	return &TAP{f: f, name: name, created: created}, nil
+	return &TAP{FrameConn: conn, name: name, created: created}, nil
 }
 
 func describe(name string) string {
@@ -166,87 +168,6 @@ func (t *TAP) Name() string { return t.name }
 
 // Created reports whether Open created the interface (it is deleted on Close).
 func (t *TAP) Created() bool { return t.created }
-
-// ReadFrame implements network.Backend. A frame that fills buf completely
-// may have been truncated by the kernel, so it is dropped.
-func (t *TAP) ReadFrame(buf []byte) (int, error) { return t.read(buf, true) }
-
-// TryReadFrame implements network.Backend with non-blocking read(2)s.
-func (t *TAP) TryReadFrame(buf []byte) (int, error) { return t.read(buf, false) }
-
-// Wake implements network.Backend: a read deadline in the past wakes the
-// netpoller wait of a blocked ReadFrame, and fails the next read if none
-// is blocked; read clears it when it reports ErrWoken.
-func (t *TAP) Wake() {
-	_ = t.f.SetReadDeadline(time.Unix(1, 0)) // fails only once closed: reads then report ErrClosed
-}
-
-// read reads one frame; with wait it parks in the netpoller until the TAP
-// is readable, closed or woken. Runts and possibly truncated frames are
-// dropped.
-func (t *TAP) read(buf []byte, wait bool) (int, error) {
-	rc, err := t.f.SyscallConn()
-	if err != nil {
-		return 0, network.ErrClosed
-	}
-	for {
-		var n int
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			n, rerr = unix.Read(int(fd), buf)
-			return !wait || !errors.Is(rerr, unix.EAGAIN)
-		})
-		switch {
-		case (err != nil || rerr != nil) && t.closed.Load():
-			return 0, network.ErrClosed
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if err := t.f.SetReadDeadline(time.Time{}); err != nil && t.closed.Load() {
-				return 0, network.ErrClosed
-			}
-			return 0, network.ErrWoken
-		case err != nil:
-			return 0, fmt.Errorf("tap: %s: read: %w", t.name, err)
-		case errors.Is(rerr, unix.EAGAIN), errors.Is(rerr, unix.EINTR):
-			if !wait {
-				return 0, nil
-			}
-			continue
-		case rerr != nil:
-			return 0, fmt.Errorf("tap: %s: read: %w", t.name, rerr)
-		case n < network.HeaderLen || n >= len(buf):
-			continue // runt or possibly truncated: drop
-		}
-		return n, nil
-	}
-}
-
-// SyscallConn implements network.Pollable: the TAP is readable exactly
-// when a frame is queued.
-func (t *TAP) SyscallConn() (syscall.RawConn, error) { return t.f.SyscallConn() }
-
-var _ network.Pollable = (*TAP)(nil)
-
-// WriteFrame implements network.Backend with one writev(2).
-func (t *TAP) WriteFrame(bufs [][]byte) error {
-	rc, err := t.f.SyscallConn()
-	if err != nil {
-		return network.ErrClosed
-	}
-	var werr error
-	err = rc.Write(func(fd uintptr) bool {
-		_, werr = unix.Writev(int(fd), bufs)
-		return !errors.Is(werr, unix.EAGAIN)
-	})
-	switch {
-	case (err != nil || werr != nil) && t.closed.Load():
-		return network.ErrClosed
-	case err != nil:
-		return fmt.Errorf("tap: %s: write: %w", t.name, err)
-	case werr != nil:
-		return fmt.Errorf("tap: %s: write: %w", t.name, werr)
-	}
-	return nil
-}
 
 // Features implements network.Backend.
 func (t *TAP) Features() uint64 { return offloads }
@@ -268,7 +189,7 @@ func (t *TAP) SetGuestOffloads(features uint64) error {
 			flags |= unix.TUN_F_TSO_ECN
 		}
 	}
-	rc, err := t.f.SyscallConn()
+	rc, err := t.SyscallConn()
 	if err != nil {
 		return network.ErrClosed
 	}
@@ -282,12 +203,4 @@ func (t *TAP) SetGuestOffloads(features uint64) error {
 	return nil
 }
 
-// Close implements network.Backend. It wakes a blocked ReadFrame; a TAP
-// that Open created disappears with its last descriptor.
-func (t *TAP) Close() error {
-	t.closed.Store(true)
-	if err := t.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
-		return fmt.Errorf("tap: %s: close: %w", t.name, err)
-	}
-	return nil
-}
+var _ network.Pollable = (*TAP)(nil)
