@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -73,6 +74,33 @@ func (k *EventFDKick) Wait() error {
 			return nil
 		}
 	}
+}
+
+// SyscallConn returns the eventfd's raw connection, for a device that adds
+// the descriptor to its own poll set (virtio-net's event loop); it then
+// consumes notifications with Drain.
+func (k *EventFDKick) SyscallConn() (syscall.RawConn, error) { return k.f.SyscallConn() }
+
+// Drain consumes pending notifications without waiting, for a device whose
+// own poll set said the eventfd is readable. It returns ErrClosed after
+// Close.
+func (k *EventFDKick) Drain() error {
+	rc, err := k.f.SyscallConn()
+	if err != nil {
+		return ErrClosed
+	}
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		var buf [8]byte
+		_, rerr = unix.Read(int(fd), buf[:])
+		return true // never wait
+	}); err != nil {
+		return ErrClosed
+	}
+	if rerr != nil && !errors.Is(rerr, unix.EAGAIN) {
+		return fmt.Errorf("virtio: drain kick: %w", rerr)
+	}
+	return nil
 }
 
 // Close implements Kick: it wakes waiters and closes the eventfd once no

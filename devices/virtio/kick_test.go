@@ -139,3 +139,37 @@ func TestReportFailure(t *testing.T) {
 		t.Fatal("reported to an Interrupt without Failed")
 	}
 }
+
+func TestEventFDKickDrain(t *testing.T) {
+	k, err := NewEventFDKick()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Drain(); err != nil { // nothing pending: returns at once
+		t.Fatalf("Drain of an idle kick: %v", err)
+	}
+	k.Signal()
+	k.Signal()
+	if err := k.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	// Both notifications were consumed: a Wait now blocks until the next.
+	done := make(chan error, 1)
+	go func() { done <- k.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("Wait after Drain returned %v without a new notification", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	k.Signal()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.SyscallConn(); err != nil {
+		t.Fatal(err)
+	}
+	k.Close()
+	if err := k.Drain(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Drain after Close = %v, want ErrClosed", err)
+	}
+}

@@ -230,16 +230,9 @@ func (d *Device) Activate(mem *memory.Guest, features uint64, queues []*queue.Qu
 	if err := d.backend.SetGuestOffloads(rx); err != nil {
 		return fail("%w", err)
 	}
-	polled := make([]virtio.Kick, len(kicks))
-	for i, k := range kicks {
-		polled[i] = k
-		if k != nil {
-			polled[i] = newPolledKick(k)
-		}
-	}
-	r := &activation{mem: mem, features: features, rxOffers: rx, queues: queues, kicks: polled, irq: irq, done: make(chan struct{})}
+	r := &activation{mem: mem, features: features, rxOffers: rx, queues: queues, kicks: kicks, irq: irq, done: make(chan struct{})}
 	d.run = r
-	if w, rxk, txk := d.newLoop(polled); w != nil {
+	if w, rxk, txk := d.newLoop(kicks); w != nil {
 		r.loop = w
 		r.wg.Add(1)
 		go d.worker(r, "event loop", func(r *activation) error { return d.serveLoop(r, w, rxk, txk) })

@@ -45,7 +45,7 @@ type waitSet struct {
 }
 
 // newWaitSet builds the epoll set: the TAP and both kicks, level-triggered.
-func newWaitSet(tap syscall.RawConn, rx, tx *polledKick) (w *waitSet, err error) {
+func newWaitSet(tap syscall.RawConn, rx, tx *virtio.EventFDKick) (w *waitSet, err error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -63,10 +63,18 @@ func newWaitSet(tap syscall.RawConn, rx, tx *polledKick) (w *waitSet, err error)
 	if w.rc, err = w.f.SyscallConn(); err != nil {
 		return nil, err
 	}
+	rxrc, err := rx.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	txrc, err := tx.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
 	for _, k := range []struct {
 		rc  syscall.RawConn
 		tok int32
-	}{{tap, tokTAP}, {rx.rc, tokRxKick}, {tx.rc, tokTxKick}} {
+	}{{tap, tokTAP}, {rxrc, tokRxKick}, {txrc, tokTxKick}} {
 		if err := w.ctl(unix.EPOLL_CTL_ADD, k.rc, k.tok); err != nil {
 			return nil, err
 		}
@@ -156,13 +164,13 @@ func (w *waitSet) close() error { return w.f.Close() }
 // newLoop returns the wait set for the event loop, or nil when the backend
 // or the kicks have no descriptors (or epoll fails): then one worker per
 // queue serves the device.
-func (d *Device) newLoop(kicks []virtio.Kick) (*waitSet, *polledKick, *polledKick) {
+func (d *Device) newLoop(kicks []virtio.Kick) (*waitSet, *virtio.EventFDKick, *virtio.EventFDKick) {
 	p, ok := d.backend.(network.Pollable)
 	if !ok || len(kicks) != 2 {
 		return nil, nil, nil
 	}
-	rx, ok1 := kicks[RxQueue].(*polledKick)
-	tx, ok2 := kicks[TxQueue].(*polledKick)
+	rx, ok1 := kicks[RxQueue].(*virtio.EventFDKick)
+	tx, ok2 := kicks[TxQueue].(*virtio.EventFDKick)
 	if !ok1 || !ok2 {
 		return nil, nil, nil
 	}
@@ -179,7 +187,7 @@ func (d *Device) newLoop(kicks []virtio.Kick) (*waitSet, *polledKick, *polledKic
 
 // serveLoop serves both queues until the activation stops. Its error means
 // a ring is broken or the backend failed.
-func (d *Device) serveLoop(r *activation, w *waitSet, rxk, txk *polledKick) error {
+func (d *Device) serveLoop(r *activation, w *waitSet, rxk, txk *virtio.EventFDKick) error {
 	defer w.close()
 	rxq, txq := r.queues[RxQueue], r.queues[TxQueue]
 	// Kicks on the receive queue matter only when it runs out of buffers.
@@ -199,7 +207,7 @@ func (d *Device) serveLoop(r *activation, w *waitSet, rxk, txk *polledKick) erro
 				return err
 			}
 			if ready&(1<<tokTxKick) != 0 {
-				if err := txk.drain(); err != nil {
+				if err := txk.Drain(); err != nil {
 					return err
 				}
 				if err := d.drainTx(r, txq, &st); err != nil {
@@ -210,7 +218,7 @@ func (d *Device) serveLoop(r *activation, w *waitSet, rxk, txk *polledKick) erro
 				return errStopped
 			}
 			if ready&(1<<tokRxKick) != 0 {
-				if err := rxk.drain(); err != nil {
+				if err := rxk.Drain(); err != nil {
 					return err
 				}
 				return w.watchTAP(true)
@@ -277,7 +285,7 @@ func (d *Device) serveLoop(r *activation, w *waitSet, rxk, txk *polledKick) erro
 			return err
 		}
 		if ready&(1<<tokTxKick) != 0 {
-			if err := txk.drain(); err != nil {
+			if err := txk.Drain(); err != nil {
 				if r.stopped() {
 					return nil
 				}
@@ -286,7 +294,7 @@ func (d *Device) serveLoop(r *activation, w *waitSet, rxk, txk *polledKick) erro
 			txDue = true
 		}
 		if ready&(1<<tokRxKick) != 0 {
-			if err := rxk.drain(); err != nil {
+			if err := rxk.Drain(); err != nil {
 				if r.stopped() {
 					return nil
 				}
