@@ -228,7 +228,8 @@ func (d *Device) serveLoop(r *activation, w *waitSet, rxk, txk *virtio.EventFDKi
 	buf := d.staging
 	var uses []rxUse
 	txDue := true // frames may have been posted before the first kick
-	for delivered := 1; ; {
+	delivered := 0
+	for {
 		if r.stopped() {
 			return nil
 		}
@@ -250,25 +251,13 @@ func (d *Device) serveLoop(r *activation, w *waitSet, rxk, txk *virtio.EventFDKi
 			d.readErr.Store(&err)
 			return fmt.Errorf("backend read: %w", err)
 		case n > 0:
-			if n < network.HeaderLen+MinFrameLen || n > network.HeaderLen+MaxFrameLen {
-				d.stats.rxDropped.Add(1)
-				continue
-			}
-			uses, err = d.deliver(r, rxq, buf[:n], uses[:0])
+			uses, err = d.receive(r, rxq, buf[:n], uses, &delivered)
 			switch {
-			case err != nil && r.stopped():
+			case errors.Is(err, errStopped):
 				return nil
 			case err != nil:
-				// Never end quietly while live: the guest would lose its
-				// network without DEVICE_NEEDS_RESET.
 				return err
 			}
-			if delivered%notifyEvery == 0 {
-				if err := notify(r, RxQueue); err != nil {
-					return err
-				}
-			}
-			delivered++
 			txDue = true // never let a long receive burst starve transmit
 			continue
 		}

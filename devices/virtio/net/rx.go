@@ -31,7 +31,8 @@ func (d *Device) serveRx(r *activation) error {
 	}
 	buf := d.staging
 	var uses []rxUse
-	for delivered := 1; ; {
+	delivered := 0
+	for {
 		if r.stopped() {
 			return nil
 		}
@@ -53,24 +54,39 @@ func (d *Device) serveRx(r *activation) error {
 			d.readErr.Store(&err)
 			return fmt.Errorf("backend read: %w", err)
 		}
-		if n < network.HeaderLen+MinFrameLen || n > network.HeaderLen+MaxFrameLen {
-			d.stats.rxDropped.Add(1)
-			continue
-		}
-		uses, err = d.deliver(r, q, buf[:n], uses[:0])
+		uses, err = d.receive(r, q, buf[:n], uses, &delivered)
 		switch {
 		case errors.Is(err, errStopped):
 			return nil
 		case err != nil:
 			return err
 		}
-		if delivered%notifyEvery == 0 {
-			if err := notify(r, RxQueue); err != nil {
-				return err
-			}
-		}
-		delivered++
 	}
+}
+
+// receive checks the length of one frame read from the backend (header and
+// data) and delivers it; after every notifyEvery delivered frames it lets
+// the guest know. errStopped means the activation stopped meanwhile; any
+// other error is a broken ring, which must fail the device (never end
+// quietly while live: the guest would lose its network without
+// DEVICE_NEEDS_RESET).
+func (d *Device) receive(r *activation, q *queue.Queue, frame []byte, uses []rxUse, delivered *int) ([]rxUse, error) {
+	if len(frame) < network.HeaderLen+MinFrameLen || len(frame) > network.HeaderLen+MaxFrameLen {
+		d.stats.rxDropped.Add(1)
+		return uses, nil
+	}
+	uses, err := d.deliver(r, q, frame, uses[:0])
+	switch {
+	case errors.Is(err, errStopped), err != nil && r.stopped():
+		return uses, errStopped
+	case err != nil:
+		return uses, err
+	}
+	*delivered++
+	if *delivered%notifyEvery == 0 {
+		return uses, notify(r, RxQueue)
+	}
+	return uses, nil
 }
 
 // deliver writes one frame (header and data, in the staging buffer) into
