@@ -105,7 +105,7 @@ func runNetGuest(t *testing.T, srv *hostServer, guestAddr string, cred *syscall.
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, vmmBinary(t), append([]string{"run"}, args...)...)
+	cmd := vmmCommand(ctx, t, args)
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}

@@ -61,6 +61,16 @@ func vmmBinary(t *testing.T) string {
 	return filepath.Join(dir, "vmm")
 }
 
+// vmmCommand is "vmm run args..." under ctx. When ctx ends the VMM is
+// killed, and Wait returns within a few seconds even if a child it started
+// (vmm-usernet) still holds its output open.
+func vmmCommand(ctx context.Context, t *testing.T, args []string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, vmmBinary(t), append([]string{"run"}, args...)...)
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
 // guestRun is the outcome of one vmm run.
 type guestRun struct {
 	console string
@@ -75,7 +85,7 @@ func bootGuest(t *testing.T, args ...string) guestRun {
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
 	defer cancel()
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, vmmBinary(t), append([]string{"run"}, args...)...)
+	cmd := vmmCommand(ctx, t, args)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
 	r := finishedRun(ctx, t, cmd.Run(), out.String(), start)
@@ -132,7 +142,7 @@ func (r guestRun) expect(t *testing.T, status int, lines ...string) {
 // exit). It returns the console so far and the running command.
 func interactiveGuest(ctx context.Context, t *testing.T, args []string, onLine func(line string, input io.Writer) bool) (*strings.Builder, *exec.Cmd) {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, vmmBinary(t), append([]string{"run"}, args...)...)
+	cmd := vmmCommand(ctx, t, args)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
