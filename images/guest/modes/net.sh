@@ -21,6 +21,8 @@
 #   VMM-NET serving port=80 data.bin bytes=<n> sha256=<hex>
 #   VMM-NET host done
 #   VMM-NET stats rx_packets=.. rx_length_errors=.. rx_dropped=.. tx_packets=.. tx_dropped=..
+#   VMM-NET irqs dev=.. loc=.. res=.. cal=.. tlb=..  (interrupts since boot, all
+#     CPUs: the device's, local timer, reschedule, function-call and TLB IPIs)
 . /lib/vmm/lib.sh
 
 dev=eth0
@@ -113,4 +115,14 @@ fi
 st=/sys/class/net/$dev/statistics
 vmm_say "VMM-NET stats rx_packets=$(cat $st/rx_packets) rx_length_errors=$(cat $st/rx_length_errors)" \
 	"rx_dropped=$(cat $st/rx_dropped) tx_packets=$(cat $st/tx_packets) tx_dropped=$(cat $st/tx_dropped)"
+# irqsum PATTERN: the per-CPU counts of /proc/interrupts rows whose name
+# (the first field, or the last for device rows) matches PATTERN, summed.
+irqsum() {
+	awk -v pat="$1" -v ncpu="$(grep -c '^processor' /proc/cpuinfo)" '
+		$1 ~ pat || $NF ~ pat { for (i = 2; i <= ncpu + 1; i++) n += $i }
+		END { print n + 0 }' /proc/interrupts
+}
+virtio=$(basename "$(readlink /sys/class/net/$dev/device)")
+vmm_say "VMM-NET irqs dev=$(irqsum "^$virtio(-|\$)") loc=$(irqsum '^LOC:') res=$(irqsum '^RES:')" \
+	"cal=$(irqsum '^CAL:') tlb=$(irqsum '^TLB:')"
 exit 0
