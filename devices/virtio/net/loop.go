@@ -1,11 +1,12 @@
 package net
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -15,14 +16,20 @@ import (
 
 // The event loop. With a Pollable backend (TAP) and eventfd kicks, one
 // goroutine serves both queues, as a VMM main loop does: it waits on one
-// epoll set holding the TAP and both kick eventfds (the epoll descriptor
-// itself sits in Go's netpoller, so waiting holds no thread), drains the
-// transmit queue, then reads and delivers every frame the TAP holds, then
-// waits again. A frame the host stack queues on the TAP while handling a
-// frame the guest just sent (a TCP ACK, the next data segment) is picked up
-// by the same goroutine without any wake-up; with one worker per queue
-// every such frame cost a netpoller wake-up of the other worker, and the
-// extra runnable threads preempted the vCPUs (measured in the nested lane).
+// epoll set holding the TAP and both kick eventfds, drains the transmit
+// queue, then reads and delivers every frame the TAP holds, then waits
+// again. A frame the host stack queues on the TAP while handling a frame
+// the guest just sent (a TCP ACK, the next data segment) is picked up by
+// the same goroutine without any wake-up; with one worker per queue every
+// such frame cost a netpoller wake-up of the other worker, and the extra
+// runnable threads preempted the vCPUs (measured in the nested lane).
+//
+// The loop owns an OS thread (runtime.LockOSThread) and blocks in
+// epoll_wait on it, as QEMU's main loop or an I/O thread does, instead of
+// parking in Go's netpoller: a ready descriptor then wakes exactly this
+// thread, where the netpoller woke one thread to find the goroutine and
+// often another to run it. In the nested lane that was worth 10 to 20 % of
+// TCP throughput in both directions (docs/benchmarks.md).
 // Other backends and kicks use one worker per queue (serveRx, serveTx).
 
 // Tokens of the epoll set: bit i of a wait result is token i.
@@ -30,37 +37,45 @@ const (
 	tokTAP = iota
 	tokRxKick
 	tokTxKick
+	tokWake
 )
 
 // errLoopWoken ends a wait when the activation stops.
 var errLoopWoken = errors.New("virtio-net: event loop woken")
 
-// waitSet is the loop's epoll instance.
+// waitSet is the loop's epoll instance. Only the loop's goroutine waits on
+// it, changes it and closes it; wake may come from any goroutine, before or
+// after close.
 type waitSet struct {
-	f     *os.File        // the epoll descriptor, non-blocking, in the netpoller
-	rc    syscall.RawConn // f's
+	epfd  int             // the epoll descriptor, waited on in blocking epoll_wait
+	wakeF *os.File        // an eventfd in the set; written once to stop the loop
 	tap   syscall.RawConn // the backend's descriptor
 	tapOn bool            // the TAP is in the set
 	evs   [4]unix.EpollEvent
 }
 
-// newWaitSet builds the epoll set: the TAP and both kicks, level-triggered.
+// newWaitSet builds the epoll set: the TAP, both kicks and the wake-up
+// eventfd, level-triggered.
 func newWaitSet(tap syscall.RawConn, rx, tx *virtio.EventFDKick) (w *waitSet, err error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("epoll: set non-blocking: %w", err)
-	}
-	w = &waitSet{f: os.NewFile(uintptr(epfd), "virtio-net epoll"), tap: tap}
+	w = &waitSet{epfd: epfd, tap: tap}
 	defer func() {
 		if err != nil {
-			w.f.Close()
+			w.close()
 		}
 	}()
-	if w.rc, err = w.f.SyscallConn(); err != nil {
+	wfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	// An os.File, so that a wake after close fails cleanly instead of
+	// writing to a descriptor number that may have been reused.
+	w.wakeF = os.NewFile(uintptr(wfd), "virtio-net loop wake")
+	wakeRC, err := w.wakeF.SyscallConn()
+	if err != nil {
 		return nil, err
 	}
 	rxrc, err := rx.SyscallConn()
@@ -74,7 +89,7 @@ func newWaitSet(tap syscall.RawConn, rx, tx *virtio.EventFDKick) (w *waitSet, er
 	for _, k := range []struct {
 		rc  syscall.RawConn
 		tok int32
-	}{{tap, tokTAP}, {rxrc, tokRxKick}, {txrc, tokTxKick}} {
+	}{{tap, tokTAP}, {rxrc, tokRxKick}, {txrc, tokTxKick}, {wakeRC, tokWake}} {
 		if err := w.ctl(unix.EPOLL_CTL_ADD, k.rc, k.tok); err != nil {
 			return nil, err
 		}
@@ -84,22 +99,17 @@ func newWaitSet(tap syscall.RawConn, rx, tx *virtio.EventFDKick) (w *waitSet, er
 }
 
 // ctl adds (EPOLL_CTL_ADD, for EPOLLIN) or removes (EPOLL_CTL_DEL) the
-// descriptor of rc, under both descriptors' RawConn guards.
+// descriptor of rc, under rc's guard (it stays open meanwhile).
 func (w *waitSet) ctl(op int, rc syscall.RawConn, tok int32) error {
 	var cerr error
-	err := w.rc.Control(func(ep uintptr) {
-		if err := rc.Control(func(fd uintptr) {
-			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tok}
-			cerr = unix.EpollCtl(int(ep), op, int(fd), &ev)
-		}); err != nil {
-			cerr = err
-		}
-	})
-	if err == nil {
-		err = cerr
+	if err := rc.Control(func(fd uintptr) {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: tok}
+		cerr = unix.EpollCtl(w.epfd, op, int(fd), &ev)
+	}); err != nil {
+		cerr = err
 	}
-	if err != nil {
-		return fmt.Errorf("epoll_ctl %d token %d: %w", op, tok, err)
+	if cerr != nil {
+		return fmt.Errorf("epoll_ctl %d token %d: %w", op, tok, cerr)
 	}
 	return nil
 }
@@ -122,44 +132,52 @@ func (w *waitSet) watchTAP(on bool) error {
 	return nil
 }
 
-// wait blocks until a descriptor of the set is ready and returns a bit
-// per ready token; errLoopWoken after wake.
+// wait blocks the calling thread until a descriptor of the set is ready
+// and returns a bit per ready token; errLoopWoken once wake was called
+// (the wake-up eventfd is never drained, so every later wait returns it
+// too).
 func (w *waitSet) wait() (uint32, error) {
-	var ready uint32
-	var werr error
-	err := w.rc.Read(func(ep uintptr) bool {
-		n, err := unix.EpollWait(int(ep), w.evs[:], 0)
+	for {
+		n, err := unix.EpollWait(w.epfd, w.evs[:], -1)
 		switch {
 		case errors.Is(err, unix.EINTR):
-			return false
+			continue // a signal (the Go runtime's preemption, a kick)
 		case err != nil:
-			werr = err
-			return true
+			return 0, fmt.Errorf("epoll_wait: %w", err)
 		}
+		var ready uint32
 		for _, ev := range w.evs[:n] {
 			if ev.Fd >= 0 && ev.Fd < 32 {
 				ready |= 1 << uint(ev.Fd)
 			}
 		}
-		return n > 0
-	})
-	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, os.ErrClosed):
-		return 0, errLoopWoken
-	case err != nil:
-		return 0, fmt.Errorf("epoll wait: %w", err)
-	case werr != nil:
-		return 0, fmt.Errorf("epoll_wait: %w", werr)
+		if ready&(1<<tokWake) != 0 {
+			return 0, errLoopWoken
+		}
+		if ready != 0 {
+			return ready, nil
+		}
 	}
-	return ready, nil
 }
 
-// wake makes the current or next wait return errLoopWoken (for stop).
+// wake makes the current or next wait return errLoopWoken (for stop). It
+// may be called from any goroutine, any number of times, also after close
+// (then it does nothing).
 func (w *waitSet) wake() {
-	_ = w.f.SetReadDeadline(time.Unix(1, 0)) // fails only once closed: wait then reports errLoopWoken too
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	// Fails only once closed: then there is no wait left to end.
+	_, _ = w.wakeF.Write(one[:])
 }
 
-func (w *waitSet) close() error { return w.f.Close() }
+// close releases the set. Only the loop's goroutine calls it, after its
+// last wait.
+func (w *waitSet) close() {
+	if w.wakeF != nil {
+		w.wakeF.Close()
+	}
+	unix.Close(w.epfd)
+}
 
 // newLoop returns the wait set for the event loop, or nil when the backend
 // or the kicks have no descriptors (or epoll fails): then one worker per
@@ -189,6 +207,8 @@ func (d *Device) newLoop(kicks []virtio.Kick) (*waitSet, *virtio.EventFDKick, *v
 // a ring is broken or the backend failed.
 func (d *Device) serveLoop(r *activation, w *waitSet, rxk, txk *virtio.EventFDKick) error {
 	defer w.close()
+	runtime.LockOSThread() // blocking waits: see the comment at the top
+	defer runtime.UnlockOSThread()
 	rxq, txq := r.queues[RxQueue], r.queues[TxQueue]
 	// Kicks on the receive queue matter only when it runs out of buffers.
 	if err := rxq.DisableNotification(); err != nil {

@@ -150,3 +150,44 @@ func TestEventLoop(t *testing.T) {
 	default:
 	}
 }
+
+// TestWaitSetWake: a wake before the wait ends it, every later wait ends
+// the same way, and a wake after close does nothing (no write to a
+// descriptor number that may since have been reused).
+func TestWaitSetWake(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	tap, err := r.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kicks [2]*virtio.EventFDKick
+	for i := range kicks {
+		if kicks[i], err = virtio.NewEventFDKick(); err != nil {
+			t.Skipf("no eventfd: %v", err)
+		}
+		defer kicks[i].Close()
+	}
+	ws, err := newWaitSet(tap, kicks[0], kicks[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kicks[1].Signal(); err != nil {
+		t.Fatal(err)
+	}
+	if ready, err := ws.wait(); err != nil || ready != 1<<tokTxKick {
+		t.Fatalf("wait = %#b, %v; want the transmit kick", ready, err)
+	}
+	ws.wake()
+	for i := 0; i < 2; i++ {
+		if _, err := ws.wait(); err != errLoopWoken {
+			t.Fatalf("wait %d after wake: %v, want errLoopWoken", i, err)
+		}
+	}
+	ws.close()
+	ws.wake()
+}
