@@ -26,7 +26,7 @@ func (m *Machine) setupNets(add func(name string, dev virtio.Device) error) erro
 		if err != nil {
 			return fmt.Errorf("--net %d: %w", i, err)
 		}
-		dev, err := virtionet.New(virtionet.Config{MAC: mac, Backend: be})
+		dev, err := virtionet.New(virtionet.Config{MAC: mac, Backend: be, OwnThread: n.Backend == NetTAP})
 		if err != nil {
 			be.Close()
 			return fmt.Errorf("--net %d: %w", i, err)

@@ -200,7 +200,7 @@ func parseNet(s string) (machine.NetConfig, error) {
 // runVM builds and runs the VM and maps how it ended to a message and an
 // exit status.
 func runVM(cfg machine.Config, log *slog.Logger, start time.Time) (string, int) {
-	reserveSchedulerProcs(cfg.CPUs)
+	reserveSchedulerProcs(cfg)
 	var m *machine.Machine
 	quit := func() { m.Stop(machine.Result{Reason: machine.StopUser}) }
 	stdin := int(os.Stdin.Fd())
@@ -250,18 +250,26 @@ func runVM(cfg machine.Config, log *slog.Logger, start time.Time) (string, int) 
 }
 
 // reserveSchedulerProcs makes the Go scheduler's P count (GOMAXPROCS) at
-// least one more than the vCPUs, unless the user set GOMAXPROCS. Each vCPU
-// thread lives in KVM_RUN, a system call, and virtio-net's event loop
-// blocks in epoll_wait on its own thread: a thread returning from such a
-// call needs a free P before it can run Go code. With the default (one P
-// per host CPU) a 2-vCPU guest on a 2-CPU host left none spare; one more P
-// gained about 9 % TCP throughput in the nested lane together with the
-// event loop's own thread (docs/benchmarks.md).
-func reserveSchedulerProcs(vcpus int) {
-	if os.Getenv("GOMAXPROCS") != "" {
+// least the number of threads that wait in system calls outside Go's
+// netpoller, unless the user set GOMAXPROCS: one per vCPU (KVM_RUN) and one
+// per TAP device (its event loop blocks in epoll_wait on its own thread). A
+// thread returning from such a call needs a free P before it can run Go
+// code; with the default (one P per host CPU) a 2-vCPU guest with a TAP on
+// a 2-CPU host left it waiting. Measured together with the TAP loop's own
+// thread: about +9 % TCP throughput in the nested lane (docs/benchmarks.md).
+// Without a TAP nothing changes (the user-mode network showed no gain
+// from an extra P).
+func reserveSchedulerProcs(cfg machine.Config) {
+	taps := 0
+	for _, n := range cfg.Nets {
+		if n.Backend == machine.NetTAP {
+			taps++
+		}
+	}
+	if taps == 0 || os.Getenv("GOMAXPROCS") != "" {
 		return
 	}
-	if runtime.GOMAXPROCS(0) < vcpus+1 {
-		runtime.GOMAXPROCS(vcpus + 1)
+	if want := cfg.CPUs + taps; runtime.GOMAXPROCS(0) < want {
+		runtime.GOMAXPROCS(want)
 	}
 }

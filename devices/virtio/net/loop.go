@@ -24,12 +24,14 @@ import (
 // such frame cost a netpoller wake-up of the other worker, and the extra
 // runnable threads preempted the vCPUs (measured in the nested lane).
 //
-// The loop owns an OS thread (runtime.LockOSThread) and blocks in
-// epoll_wait on it, as QEMU's main loop or an I/O thread does, instead of
-// parking in Go's netpoller: a ready descriptor then wakes exactly this
-// thread, where the netpoller woke one thread to find the goroutine and
-// often another to run it. In the nested lane that was worth 10 to 20 % of
-// TCP throughput in both directions (docs/benchmarks.md).
+// With Config.OwnThread the loop owns an OS thread (runtime.LockOSThread)
+// and blocks in epoll_wait on it, as QEMU's main loop or an I/O thread does:
+// a ready descriptor then wakes exactly this thread, where the netpoller
+// woke one thread to find the goroutine and often another to run it. With
+// a TAP that gained about 9 % TCP throughput in each direction in the
+// nested lane; with the user-mode network's socket (its peer process is
+// busy on the same CPUs) it lost about 30 %, so there the epoll descriptor
+// waits in Go's netpoller (docs/benchmarks.md).
 // Other backends and kicks use one worker per queue (serveRx, serveTx).
 
 // Tokens of the epoll set: bit i of a wait result is token i.
@@ -47,7 +49,8 @@ var errLoopWoken = errors.New("virtio-net: event loop woken")
 // it, changes it and closes it; wake may come from any goroutine, before or
 // after close.
 type waitSet struct {
-	epfd  int             // the epoll descriptor, waited on in blocking epoll_wait
+	epfd  int             // the epoll descriptor
+	poll  *os.File        // epfd in Go's netpoller (owning it), or nil: blocking epoll_wait
 	wakeF *os.File        // an eventfd in the set; written once to stop the loop
 	tap   syscall.RawConn // the backend's descriptor
 	tapOn bool            // the TAP is in the set
@@ -55,8 +58,9 @@ type waitSet struct {
 }
 
 // newWaitSet builds the epoll set: the TAP, both kicks and the wake-up
-// eventfd, level-triggered.
-func newWaitSet(tap syscall.RawConn, rx, tx *virtio.EventFDKick) (w *waitSet, err error) {
+// eventfd, level-triggered. With blocking, wait blocks the calling thread in
+// epoll_wait; without, it parks the goroutine in Go's netpoller.
+func newWaitSet(tap syscall.RawConn, rx, tx *virtio.EventFDKick, blocking bool) (w *waitSet, err error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -67,6 +71,12 @@ func newWaitSet(tap syscall.RawConn, rx, tx *virtio.EventFDKick) (w *waitSet, er
 			w.close()
 		}
 	}()
+	if !blocking {
+		if err := unix.SetNonblock(epfd, true); err != nil {
+			return nil, fmt.Errorf("epoll: set non-blocking: %w", err)
+		}
+		w.poll = os.NewFile(uintptr(epfd), "virtio-net epoll")
+	}
 	wfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
@@ -132,18 +142,14 @@ func (w *waitSet) watchTAP(on bool) error {
 	return nil
 }
 
-// wait blocks the calling thread until a descriptor of the set is ready
-// and returns a bit per ready token; errLoopWoken once wake was called
-// (the wake-up eventfd is never drained, so every later wait returns it
-// too).
+// wait waits until a descriptor of the set is ready and returns a bit per
+// ready token; errLoopWoken once wake was called (the wake-up eventfd is
+// never drained, so every later wait returns it too).
 func (w *waitSet) wait() (uint32, error) {
 	for {
-		n, err := unix.EpollWait(w.epfd, w.evs[:], -1)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue // a signal (the Go runtime's preemption, a kick)
-		case err != nil:
-			return 0, fmt.Errorf("epoll_wait: %w", err)
+		n, err := w.epollWait()
+		if err != nil {
+			return 0, err
 		}
 		var ready uint32
 		for _, ev := range w.evs[:n] {
@@ -158,6 +164,43 @@ func (w *waitSet) wait() (uint32, error) {
 			return ready, nil
 		}
 	}
+}
+
+// epollWait fills w.evs: blocking in epoll_wait, or parked in the
+// netpoller until the epoll descriptor is readable.
+func (w *waitSet) epollWait() (int, error) {
+	if w.poll == nil {
+		for {
+			n, err := unix.EpollWait(w.epfd, w.evs[:], -1)
+			if errors.Is(err, unix.EINTR) {
+				continue // a signal (the Go runtime's preemption)
+			}
+			if err != nil {
+				return 0, fmt.Errorf("epoll_wait: %w", err)
+			}
+			return n, nil
+		}
+	}
+	rc, err := w.poll.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var werr error
+	err = rc.Read(func(ep uintptr) bool {
+		n, werr = unix.EpollWait(int(ep), w.evs[:], 0)
+		if errors.Is(werr, unix.EINTR) {
+			n, werr = 0, nil
+		}
+		return werr != nil || n > 0
+	})
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("epoll wait: %w", err)
+	case werr != nil:
+		return 0, fmt.Errorf("epoll_wait: %w", werr)
+	}
+	return n, nil
 }
 
 // wake makes the current or next wait return errLoopWoken (for stop). It
@@ -176,7 +219,11 @@ func (w *waitSet) close() {
 	if w.wakeF != nil {
 		w.wakeF.Close()
 	}
-	unix.Close(w.epfd)
+	if w.poll != nil {
+		w.poll.Close()
+	} else {
+		unix.Close(w.epfd)
+	}
 }
 
 // newLoop returns the wait set for the event loop, or nil when the backend
@@ -196,7 +243,7 @@ func (d *Device) newLoop(kicks []virtio.Kick) (*waitSet, *virtio.EventFDKick, *v
 	if err != nil {
 		return nil, nil, nil
 	}
-	w, err := newWaitSet(tap, rx, tx)
+	w, err := newWaitSet(tap, rx, tx, d.ownThread)
 	if err != nil {
 		return nil, nil, nil
 	}
@@ -207,8 +254,10 @@ func (d *Device) newLoop(kicks []virtio.Kick) (*waitSet, *virtio.EventFDKick, *v
 // a ring is broken or the backend failed.
 func (d *Device) serveLoop(r *activation, w *waitSet, rxk, txk *virtio.EventFDKick) error {
 	defer w.close()
-	runtime.LockOSThread() // blocking waits: see the comment at the top
-	defer runtime.UnlockOSThread()
+	if w.poll == nil {
+		runtime.LockOSThread() // blocking waits: see the comment at the top
+		defer runtime.UnlockOSThread()
+	}
 	rxq, txq := r.queues[RxQueue], r.queues[TxQueue]
 	// Kicks on the receive queue matter only when it runs out of buffers.
 	if err := rxq.DisableNotification(); err != nil {

@@ -62,13 +62,18 @@ func (b *pollBackend) SyscallConn() (syscall.RawConn, error) { return b.r.Syscal
 // serves both queues: receive, transmit, running out of receive buffers
 // while transmit goes on, and Reset while the loop sleeps.
 func TestEventLoop(t *testing.T) {
+	t.Run("netpoller", func(t *testing.T) { testEventLoop(t, false) })
+	t.Run("own thread", func(t *testing.T) { testEventLoop(t, true) })
+}
+
+func testEventLoop(t *testing.T, ownThread bool) {
 	be := newPollBackend(t)
 	mem, err := memory.New([]memory.RegionSpec{{Base: 0, Size: 4 << 20}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mem.Close()
-	dev, err := New(Config{MAC: testMAC, Backend: be})
+	dev, err := New(Config{MAC: testMAC, Backend: be, OwnThread: ownThread})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +160,11 @@ func TestEventLoop(t *testing.T) {
 // the same way, and a wake after close does nothing (no write to a
 // descriptor number that may since have been reused).
 func TestWaitSetWake(t *testing.T) {
+	t.Run("netpoller", func(t *testing.T) { testWaitSetWake(t, false) })
+	t.Run("blocking", func(t *testing.T) { testWaitSetWake(t, true) })
+}
+
+func testWaitSetWake(t *testing.T, blocking bool) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +182,7 @@ func TestWaitSetWake(t *testing.T) {
 		}
 		defer kicks[i].Close()
 	}
-	ws, err := newWaitSet(tap, kicks[0], kicks[1])
+	ws, err := newWaitSet(tap, kicks[0], kicks[1], blocking)
 	if err != nil {
 		t.Fatal(err)
 	}
