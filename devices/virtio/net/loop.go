@@ -51,6 +51,7 @@ var errLoopWoken = errors.New("virtio-net: event loop woken")
 type waitSet struct {
 	epfd  int             // the epoll descriptor
 	poll  *os.File        // epfd in Go's netpoller (owning it), or nil: blocking epoll_wait
+	pollC syscall.RawConn // poll's, made once (each SyscallConn call allocates)
 	wakeF *os.File        // an eventfd in the set; written once to stop the loop
 	tap   syscall.RawConn // the backend's descriptor
 	tapOn bool            // the TAP is in the set
@@ -76,6 +77,9 @@ func newWaitSet(tap syscall.RawConn, rx, tx *virtio.EventFDKick, blocking bool) 
 			return nil, fmt.Errorf("epoll: set non-blocking: %w", err)
 		}
 		w.poll = os.NewFile(uintptr(epfd), "virtio-net epoll")
+		if w.pollC, err = w.poll.SyscallConn(); err != nil {
+			return nil, err
+		}
 	}
 	wfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
@@ -181,13 +185,9 @@ func (w *waitSet) epollWait() (int, error) {
 			return n, nil
 		}
 	}
-	rc, err := w.poll.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
 	var n int
 	var werr error
-	err = rc.Read(func(ep uintptr) bool {
+	err := w.pollC.Read(func(ep uintptr) bool {
 		n, werr = unix.EpollWait(int(ep), w.evs[:], 0)
 		if errors.Is(werr, unix.EINTR) {
 			n, werr = 0, nil
