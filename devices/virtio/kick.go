@@ -29,8 +29,9 @@ type Kick interface {
 // monitor would wake every 20 µs to take it back while the vCPU threads sit
 // in KVM_RUN; in the nested lane that cost as much CPU as a device.)
 type EventFDKick struct {
-	f  *os.File // the notification eventfd
-	fd int      // its descriptor, for KVM; valid until Close
+	f  *os.File        // the notification eventfd
+	rc syscall.RawConn // f's, made once (each SyscallConn call allocates)
+	fd int             // its descriptor, for KVM; valid until Close
 }
 
 // NewEventFDKick creates the eventfd.
@@ -39,7 +40,13 @@ func NewEventFDKick() (*EventFDKick, error) {
 	if err != nil {
 		return nil, fmt.Errorf("virtio: eventfd: %w", err)
 	}
-	return &EventFDKick{f: os.NewFile(uintptr(fd), "virtio kick"), fd: fd}, nil
+	f := os.NewFile(uintptr(fd), "virtio kick")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("virtio: eventfd: %w", err)
+	}
+	return &EventFDKick{f: f, rc: rc, fd: fd}, nil
 }
 
 // FD returns the notification eventfd, for registering with KVM. It stays
@@ -79,18 +86,14 @@ func (k *EventFDKick) Wait() error {
 // SyscallConn returns the eventfd's raw connection, for a device that adds
 // the descriptor to its own poll set (virtio-net's event loop); it then
 // consumes notifications with Drain.
-func (k *EventFDKick) SyscallConn() (syscall.RawConn, error) { return k.f.SyscallConn() }
+func (k *EventFDKick) SyscallConn() (syscall.RawConn, error) { return k.rc, nil }
 
 // Drain consumes pending notifications without waiting, for a device whose
 // own poll set said the eventfd is readable. It returns ErrClosed after
 // Close.
 func (k *EventFDKick) Drain() error {
-	rc, err := k.f.SyscallConn()
-	if err != nil {
-		return ErrClosed
-	}
 	var rerr error
-	if err := rc.Read(func(fd uintptr) bool {
+	if err := k.rc.Read(func(fd uintptr) bool {
 		var buf [8]byte
 		_, rerr = unix.Read(int(fd), buf[:])
 		return true // never wait
