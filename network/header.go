@@ -5,6 +5,12 @@ import (
 	"fmt"
 )
 
+// MaxFrameLen is the longest Ethernet frame (after the virtio-net header)
+// that crosses a Backend in either direction: a 64 KiB GSO super-packet
+// plus its Ethernet and VLAN headers, as virtio 1.2, 5.1.6.3.1 sizes the
+// driver's receive buffers (65550 bytes after the header).
+const MaxFrameLen = 65550
+
 // virtio-net feature bits (virtio 1.2, 5.1.3) that backends and the device
 // share. The device-independent bits live in package virtio.
 const (

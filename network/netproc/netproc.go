@@ -10,13 +10,17 @@
 // user-mode networking does not carry that code's memory.
 //
 // Protocol: the child's socket is its file descriptor 3. When its backend is
-// ready it sends one message, Ready; after that every message in either
-// direction is one header+frame (at least network.HeaderLen bytes). The
-// child exits when the VMM's end closes, so it never outlives the VMM, even
-// after SIGKILL. Frames carry no offloads: the child is offered none.
+// ready it sends one message: Ready followed by its offload features
+// (network.Backend.Features, 8 bytes little-endian). After that every
+// message in either direction is one header+frame (at least
+// network.HeaderLen+14 bytes), except the VMM's control message that
+// forwards SetGuestOffloads: offloadsTag followed by the features (8 bytes
+// little-endian), shorter than any frame. The child exits when the VMM's end
+// closes, so it never outlives the VMM, even after SIGKILL.
 package netproc
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -33,8 +37,17 @@ import (
 	"github.com/vmm-dev/vmm/network"
 )
 
-// Ready is the first message the child sends, once it can carry frames.
-const Ready = "vmm-netproc-ready"
+// Ready starts the first message the child sends, once it can carry frames.
+const Ready = "vmm-netproc-ready/2"
+
+// offloadsTag starts the control message carrying SetGuestOffloads.
+const offloadsTag = "OFFLOADS"
+
+// readyLen and offloadsLen are the lengths of the two non-frame messages.
+const (
+	readyLen    = len(Ready) + 8
+	offloadsLen = len(offloadsTag) + 8
+)
 
 // ChildFD is the child's end of the socket pair.
 const ChildFD = 3
@@ -63,11 +76,12 @@ type Config struct {
 // from the child process.
 type Backend struct {
 	*network.FrameConn
-	name string
-	cmd  *exec.Cmd
-	exit chan error // the child's Wait result, once
-	once sync.Once
-	err  error
+	name     string
+	features uint64 // the child's offloads, from its Ready message
+	cmd      *exec.Cmd
+	exit     chan error // the child's Wait result, once
+	once     sync.Once
+	err      error
 }
 
 var _ network.Backend = (*Backend)(nil)
@@ -158,20 +172,43 @@ func (b *Backend) awaitReady(timeout time.Duration) error {
 		case <-time.After(exitWait):
 		}
 		return errors.New("exited before it was ready")
-	case string(buf[:n]) != Ready:
-		return fmt.Errorf("first message %q is not %q", buf[:min(n, 32)], Ready)
+	case n != readyLen || string(buf[:len(Ready)]) != Ready:
+		return fmt.Errorf("first message %q is not %q and features", buf[:min(n, 32)], Ready)
 	}
+	b.features = binary.LittleEndian.Uint64(buf[len(Ready):n]) & network.OffloadFeatures
 	return b.SetReadDeadline(time.Time{})
 }
 
 // Pid returns the child's process ID.
 func (b *Backend) Pid() int { return b.cmd.Process.Pid }
 
-// Features implements network.Backend: no offloads (see the package doc).
-func (b *Backend) Features() uint64 { return 0 }
+// Features implements network.Backend: the offloads the child reported.
+func (b *Backend) Features() uint64 { return b.features }
 
-// SetGuestOffloads implements network.Backend: nothing to tell the child.
-func (b *Backend) SetGuestOffloads(uint64) error { return nil }
+// SetGuestOffloads implements network.Backend: it passes the guest's
+// offloads to the child, ahead of any frame sent after it. A child that has
+// gone is not an error here; the device sees its frames fail.
+func (b *Backend) SetGuestOffloads(features uint64) error {
+	if features&^b.features != 0 {
+		return fmt.Errorf("netproc: %s: guest offloads %#x not offered", b.name, features)
+	}
+	if err := b.WriteFrame([][]byte{encodeOffloads(features)}); err != nil && !errors.Is(err, network.ErrClosed) {
+		return fmt.Errorf("netproc: %s: %w", b.name, err)
+	}
+	return nil
+}
+
+// encodeOffloads and decodeOffloads are the control message's codec.
+func encodeOffloads(features uint64) []byte {
+	return binary.LittleEndian.AppendUint64([]byte(offloadsTag), features)
+}
+
+func decodeOffloads(msg []byte) (uint64, bool) {
+	if len(msg) != offloadsLen || string(msg[:len(offloadsTag)]) != offloadsTag {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(msg[len(offloadsTag):]), true
+}
 
 // Close closes the socket, which makes the child exit, and reaps it (killing
 // it if it has not exited within a short wait).

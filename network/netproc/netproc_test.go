@@ -69,8 +69,15 @@ func (l *loopback) WriteFrame(bufs [][]byte) error {
 		return network.ErrClosed
 	}
 }
-func (l *loopback) Features() uint64                { return 0 }
-func (l *loopback) SetGuestOffloads(f uint64) error { return nil }
+// Features reports checksum offloads and a bit that is not an offload,
+// which the VMM side must not see.
+func (l *loopback) Features() uint64 { return network.FCsum | network.FGuestCsum | 1<<40 }
+
+// SetGuestOffloads answers with a frame carrying the features, so the test
+// sees them arrive.
+func (l *loopback) SetGuestOffloads(f uint64) error {
+	return l.WriteFrame([][]byte{make([]byte, network.HeaderLen), []byte(fmt.Sprintf("offloads=%#x..", f))})
+}
 func (l *loopback) Close() error {
 	l.once.Do(func() { close(l.done) })
 	return nil
@@ -185,5 +192,40 @@ func TestChildStderrHeldUntilReady(t *testing.T) {
 	h.Write([]byte("after\n"))
 	if got := h.dst.(*bytes.Buffer).String(); got != "ine\nsecond line\nafter\n" {
 		t.Errorf("after release: %q", got)
+	}
+}
+
+func TestOffloadsPassedToChild(t *testing.T) {
+	b, err := startChild(t, "loopback", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if f, want := b.Features(), network.FCsum|network.FGuestCsum; f != want {
+		t.Fatalf("Features = %#x, want %#x", f, want)
+	}
+	if err := b.SetGuestOffloads(network.FHostTSO4); err == nil {
+		t.Error("SetGuestOffloads of an offload the child did not offer: no error")
+	}
+	buf := make([]byte, 1024)
+	for _, f := range []uint64{network.FGuestCsum, 0} {
+		if err := b.SetGuestOffloads(f); err != nil {
+			t.Fatal(err)
+		}
+		n, err := b.ReadFrame(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := string(buf[network.HeaderLen:n]), fmt.Sprintf("offloads=%#x..", f); got != want {
+			t.Errorf("child saw %q, want %q", got, want)
+		}
+	}
+	// A frame that merely starts like the control message is a frame.
+	f := append(make([]byte, network.HeaderLen), encodeOffloads(network.FCsum)...)
+	if err := b.WriteFrame([][]byte{f}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.ReadFrame(buf); err != nil || !bytes.Equal(buf[:n], f) {
+		t.Errorf("frame came back as %q, %v", buf[:n], err)
 	}
 }

@@ -277,6 +277,7 @@ func (b *Backend) read(buf []byte, wait bool) (int, error) {
 				return 0, nil
 			}
 		}
+		b.link.dequeued(f)
 		if len(f) > len(buf) {
 			b.stats.rxDropped.Add(1)
 			continue
@@ -298,15 +299,17 @@ func (b *Backend) WriteFrame(bufs [][]byte) error {
 	return nil
 }
 
-// Features implements network.Backend: no offloads.
-func (b *Backend) Features() uint64 { return 0 }
+// Features implements network.Backend: TCP segmentation and checksum
+// offloads in both directions (see offloads).
+func (b *Backend) Features() uint64 { return offloads }
 
-// SetGuestOffloads implements network.Backend. Only 0 is valid, since no
-// offload is offered.
+// SetGuestOffloads implements network.Backend: from now on frames for the
+// guest use only the offloads in features, which must have been offered.
 func (b *Backend) SetGuestOffloads(features uint64) error {
 	if features&^b.Features() != 0 {
 		return fmt.Errorf("usernet: guest offloads %#x not offered", features)
 	}
+	b.link.guest.Store(features)
 	return nil
 }
 
@@ -325,8 +328,10 @@ func (b *Backend) GatewayMAC() net.HardwareAddr {
 type Stats struct {
 	RxFrames    uint64 // frames queued for the guest
 	RxDropped   uint64 // frames for the guest dropped: queue full or longer than ReadFrame's buffer
+	RxGSO       uint64 // of RxFrames, TCP super-frames the guest segments itself
+	RxSegmented uint64 // large segments cut up here for a guest that does not take TSO
 	TxFrames    uint64 // frames from the guest passed to the stack
-	TxMalformed uint64 // frames from the guest dropped: runt, oversize, or an offload request in the header
+	TxMalformed uint64 // frames from the guest dropped: runt, oversize, or a header asking what was not offered
 }
 
 // Stats returns the current counters.
@@ -335,6 +340,8 @@ func (b *Backend) Stats() Stats {
 	return Stats{
 		RxFrames:    s.rxFrames.Load(),
 		RxDropped:   s.rxDropped.Load(),
+		RxGSO:       s.rxGSO.Load(),
+		RxSegmented: s.rxSegmented.Load(),
 		TxFrames:    s.txFrames.Load(),
 		TxMalformed: s.txRunt.Load() + s.txOversize.Load() + s.txBadHd.Load(),
 	}

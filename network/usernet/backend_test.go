@@ -27,19 +27,25 @@ import (
 func TestARPAndMalformedFrames(t *testing.T) {
 	b := newTestBackend(t, Config{})
 	hdr := make([]byte, network.HeaderLen)
-	gso := append([]byte(nil), arpRequestFrame(testGW)...)
-	gso[1] = network.GSOTCPv4
-	csum := append([]byte(nil), arpRequestFrame(testGW)...)
-	csum[0] = network.HdrFNeedsCsum
+	withHeader := func(h network.Header) []byte {
+		f := append([]byte(nil), arpRequestFrame(testGW)...)
+		_ = h.Encode(f)
+		return f
+	}
 	bad := [][][]byte{
 		nil,
 		{{}},
 		{{1, 2, 3}},
 		{hdr},
 		{hdr, make([]byte, 13)},
-		{hdr, make([]byte, 14+4+1500+1)},
-		{gso},
-		{csum},
+		{hdr, make([]byte, 14+4+1500+1)},   // longer than the MTU without GSO
+		{hdr, make([]byte, maxGSOFrame+1)}, // longer than any frame
+		{withHeader(network.Header{GSOType: network.GSOTCPv4, GSOSize: 1448})},         // GSO without NEEDS_CSUM
+		{withHeader(network.Header{Flags: 1, GSOType: network.GSOTCPv4})},              // gso_size 0
+		{withHeader(network.Header{Flags: 1, GSOType: network.GSOUDP, GSOSize: 1000})}, // not offered
+		{withHeader(network.Header{Flags: 1, GSOType: network.GSOTCPv6, GSOSize: 1000})},
+		{withHeader(network.Header{Flags: 1, GSOType: network.GSOTCPv4 | network.GSOECN, GSOSize: 1000})},
+		{withHeader(network.Header{Flags: 8})}, // unknown flag
 	}
 	for _, bufs := range bad {
 		if err := b.WriteFrame(bufs); err != nil {

@@ -18,6 +18,6 @@ func ExampleNew() {
 	}
 	var be network.Backend = b
 	defer be.Close()
-	fmt.Println("offloads:", be.Features())
-	// Output: offloads: 0
+	fmt.Println("checksum and TSO offloads:", be.Features() == network.FCsum|network.FGuestCsum|network.FGuestTSO4|network.FHostTSO4)
+	// Output: checksum and TSO offloads: true
 }

@@ -12,36 +12,48 @@ import (
 	"github.com/vmm-dev/vmm/network"
 )
 
-// rxQueueLen bounds the frames waiting for the guest (about 1.5 MiB at MTU
-// 1500). When it is full, further frames are dropped: TCP retransmits, UDP is
+// rxQueueLen and rxQueueBytes bound the frames waiting for the guest. When
+// either is reached, further frames are dropped: TCP retransmits, UDP is
 // lossy anyway, and the stack never blocks on a guest that does not read.
-const rxQueueLen = 1024
+// The byte bound matters with segmentation offload, whose frames reach
+// 64 KiB.
+const (
+	rxQueueLen   = 1024
+	rxQueueBytes = 8 << 20
+)
 
 // vlanOverhead allows one 802.1Q tag in a guest frame.
 const vlanOverhead = 4
 
 // counters are the backend's drop and traffic counters.
 type counters struct {
-	rxFrames, rxDropped                   atomic.Uint64
-	txFrames, txRunt, txOversize, txBadHd atomic.Uint64
+	rxFrames, rxDropped, rxGSO, rxSegmented atomic.Uint64
+	txFrames, txRunt, txOversize, txBadHd   atomic.Uint64
 }
 
 // link is the netstack link endpoint of the guest-facing NIC: Ethernet
 // framing in both directions, frames for the guest on a bounded channel,
 // frames from the guest delivered synchronously to the stack.
 type link struct {
-	mac   tcpip.LinkAddress
-	gw    tcpip.Address // the only address ARP requests are answered for
-	mtu   uint32
-	rx    chan []byte // header + frame, for ReadFrame
-	stats *counters
+	mac    tcpip.LinkAddress
+	gw     tcpip.Address // the only address ARP requests are answered for
+	mtu    uint32
+	rx     chan []byte  // header + frame, for ReadFrame
+	queued atomic.Int64 // bytes in rx
+	stats  *counters
+
+	// guest holds the offload features the guest accepted (SetGuestOffloads).
+	guest atomic.Uint64
 
 	// mu protects dispatcher.
 	mu         sync.RWMutex
 	dispatcher stack.NetworkDispatcher
 }
 
-var _ stack.LinkEndpoint = (*link)(nil)
+var (
+	_ stack.LinkEndpoint = (*link)(nil)
+	_ stack.GSOEndpoint  = (*link)(nil)
+)
 
 func newLink(mac tcpip.LinkAddress, gw tcpip.Address, mtu uint32, stats *counters) *link {
 	return &link{mac: mac, gw: gw, mtu: mtu, rx: make(chan []byte, rxQueueLen), stats: stats}
@@ -62,9 +74,27 @@ func (l *link) LinkAddress() tcpip.LinkAddress { return l.mac }
 // SetLinkAddress implements stack.LinkEndpoint; the address is fixed.
 func (l *link) SetLinkAddress(tcpip.LinkAddress) {}
 
-// Capabilities implements stack.LinkEndpoint: Ethernet needs ARP.
+// GSOMaxSize implements stack.GSOEndpoint.
+func (l *link) GSOMaxSize() uint32 { return gsoMaxSize }
+
+// SupportedGSO implements stack.GSOEndpoint: segmentation by the "host"
+// (the guest's driver) once the guest accepted it. Netstack asks when a TCP
+// connection is set up, so connections made before a renegotiation may still
+// send large segments; WritePackets cuts those up itself.
+func (l *link) SupportedGSO() stack.SupportedGSO {
+	if guestTakesTSO(l.guest.Load()) {
+		return stack.HostGSOSupported
+	}
+	return stack.GSONotSupported
+}
+
+// Capabilities implements stack.LinkEndpoint: Ethernet needs ARP, and
+// frames from the guest are not checksummed again. They never crossed a
+// wire, and with VIRTIO_NET_F_CSUM (offered) a Linux guest leaves the
+// checksums of TCP and UDP partial anyway; a guest that fills in wrong ones
+// only has its own traffic accepted as it sent it.
 func (l *link) Capabilities() stack.LinkEndpointCapabilities {
-	return stack.CapabilityResolutionRequired
+	return stack.CapabilityResolutionRequired | stack.CapabilityRXChecksumOffload
 }
 
 // Attach implements stack.LinkEndpoint.
@@ -116,29 +146,74 @@ func (l *link) Close() {
 func (l *link) SetOnCloseAction(func()) {}
 
 // WritePackets implements stack.LinkWriter: frames from the stack to the
-// guest. It copies each packet behind a zeroed virtio-net header and queues
-// it without blocking; a full queue drops the packet.
+// guest. It copies each packet behind its virtio-net header and queues it
+// without blocking; a full queue drops the packet. A segmentation-offload
+// packet goes as one frame if the guest takes TSO, else cut into segments.
 func (l *link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	n := 0
 	for _, pkt := range pkts.AsSlice() {
+		n++
 		frame := make([]byte, network.HeaderLen, network.HeaderLen+pkt.Size())
 		for _, s := range pkt.AsSlices() {
 			frame = append(frame, s...)
 		}
-		select {
-		case l.rx <- frame:
-			l.stats.rxFrames.Add(1)
+		switch pkt.GSOOptions.Type {
+		case stack.GSONone:
+			l.enqueue(frame)
+			continue
+		case stack.GSOTCPv4:
 		default:
-			l.stats.rxDropped.Add(1)
+			l.stats.rxDropped.Add(1) // no other kind is ever asked for
+			continue
 		}
-		n++
+		if guestTakesTSO(l.guest.Load()) {
+			h := gsoHeader(pkt)
+			_ = h.Encode(frame) // frame starts with HeaderLen bytes
+			if h.GSOType != network.GSONone {
+				l.stats.rxGSO.Add(1)
+			}
+			l.enqueue(frame)
+			continue
+		}
+		segs, err := segmentTCPv4(frame[network.HeaderLen:], int(pkt.GSOOptions.MSS))
+		if err != nil {
+			l.stats.rxDropped.Add(1)
+			continue
+		}
+		l.stats.rxSegmented.Add(1)
+		for _, seg := range segs {
+			l.enqueue(seg)
+		}
 	}
 	return n, nil
 }
 
+// enqueue queues one header+frame for the guest, or drops it when the queue
+// is full.
+func (l *link) enqueue(frame []byte) {
+	size := int64(len(frame))
+	if l.queued.Add(size) > rxQueueBytes {
+		l.queued.Add(-size)
+		l.stats.rxDropped.Add(1)
+		return
+	}
+	select {
+	case l.rx <- frame:
+		l.stats.rxFrames.Add(1)
+	default:
+		l.queued.Add(-size)
+		l.stats.rxDropped.Add(1)
+	}
+}
+
+// dequeued accounts for a frame taken off rx.
+func (l *link) dequeued(frame []byte) { l.queued.Add(-int64(len(frame))) }
+
 // deliver hands one guest frame (header + Ethernet frame, as the guest's
 // buffers in order) to the stack. Malformed frames are counted and dropped;
-// the Ethernet payload is validated by netstack.
+// the Ethernet payload is validated by netstack (but for transport
+// checksums, see Capabilities). A TCP super-frame is delivered as the one
+// large segment it stands for.
 func (l *link) deliver(bufs [][]byte) {
 	total := 0
 	for _, b := range bufs {
@@ -148,7 +223,7 @@ func (l *link) deliver(bufs [][]byte) {
 		l.stats.txRunt.Add(1)
 		return
 	}
-	if total > network.HeaderLen+header.EthernetMinimumSize+vlanOverhead+int(l.mtu) {
+	if total > network.HeaderLen+maxGSOFrame {
 		l.stats.txOversize.Add(1)
 		return
 	}
@@ -165,11 +240,23 @@ func (l *link) deliver(bufs [][]byte) {
 		v.Write(b)
 	}
 	h, err := network.DecodeHeader(hdr[:])
-	if err != nil || h.GSOType != network.GSONone || h.Flags&network.HdrFNeedsCsum != 0 {
-		// No offload was offered: a segmentation request or a partial
-		// checksum cannot be honoured.
-		v.Release()
+	partial := h.Flags&network.HdrFNeedsCsum != 0
+	switch {
+	case err != nil, h.Flags&^(network.HdrFNeedsCsum|network.HdrFDataValid) != 0:
 		l.stats.txBadHd.Add(1)
+		v.Release()
+		return
+	case h.GSOType == network.GSONone:
+		if total > network.HeaderLen+header.EthernetMinimumSize+vlanOverhead+int(l.mtu) {
+			l.stats.txOversize.Add(1)
+			v.Release()
+			return
+		}
+	case h.GSOType != network.GSOTCPv4 || !partial || h.GSOSize == 0:
+		// Only TCPv4 segmentation is offered, and it needs NEEDS_CSUM
+		// (virtio 1.2, 5.1.6.2).
+		l.stats.txBadHd.Add(1)
+		v.Release()
 		return
 	}
 	l.stats.txFrames.Add(1)

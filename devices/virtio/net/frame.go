@@ -8,11 +8,9 @@ import (
 )
 
 // Frame limits. MaxFrameLen is the longest Ethernet frame (without the
-// virtio-net header) either direction carries: a 64 KiB GSO super-packet
-// plus its Ethernet and VLAN headers, as virtio 1.2, 5.1.6.3.1 sizes the
-// driver's receive buffers (65550 bytes after the header).
+// virtio-net header) either direction carries (network.MaxFrameLen).
 const (
-	MaxFrameLen = 65550
+	MaxFrameLen = network.MaxFrameLen
 	MinFrameLen = 14 // an Ethernet header
 )
 
