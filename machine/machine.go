@@ -100,8 +100,45 @@ func New(cfg Config, log *slog.Logger, start time.Time) (*Machine, error) {
 	return m, nil
 }
 
-// build creates everything in order; on error, Close releases what exists.
+// build creates everything in order, timing each step for the metrics;
+// on error, Close releases what exists.
 func (m *Machine) build() error {
+	last := time.Now()
+	m.metrics.phases = append(m.metrics.phases, Phase{Name: "process", Ms: ms(last.Sub(m.start))})
+	step := func(name string, f func() error) error {
+		err := f()
+		now := time.Now()
+		m.metrics.phases = append(m.metrics.phases, Phase{Name: name, Ms: ms(now.Sub(last))})
+		last = now
+		return err
+	}
+	var entry bootEntry
+	for _, s := range []struct {
+		name string
+		f    func() error
+	}{
+		{"kvm", m.setupVM},
+		{"memory", m.setupMemory},
+		{"devices", func() error {
+			if err := m.setupDevices(); err != nil {
+				return err
+			}
+			return m.setupPCI()
+		}},
+		{"load", func() (err error) { entry, err = m.loadGuest(); return err }},
+		{"vcpus", func() error { return m.setupVCPUs(entry) }},
+	} {
+		if err := step(s.name, s.f); err != nil {
+			return err
+		}
+	}
+	m.metrics.built = last
+	return nil
+}
+
+// setupVM opens KVM and creates the VM with its in-kernel interrupt
+// controllers and PIT.
+func (m *Machine) setupVM() error {
 	kvmPath := m.cfg.KVMPath
 	if kvmPath == "" {
 		kvmPath = "/dev/kvm"
@@ -125,20 +162,7 @@ func (m *Machine) build() error {
 	if err := m.vm.CreatePIT2(); err != nil {
 		return fmt.Errorf("create pit: %w", err)
 	}
-	if err := m.setupMemory(); err != nil {
-		return err
-	}
-	if err := m.setupDevices(); err != nil {
-		return err
-	}
-	if err := m.setupPCI(); err != nil {
-		return err
-	}
-	entry, err := m.loadGuest()
-	if err != nil {
-		return err
-	}
-	return m.setupVCPUs(entry)
+	return nil
 }
 
 func (m *Machine) setupMemory() error {

@@ -25,7 +25,15 @@ type metrics struct {
 	sinceStart  time.Duration
 	marker      time.Time // first write to the boot-marker port
 	markerCount int
-	markerExits uint64 // exits of all vCPUs when the marker was written
+	markerExits uint64    // exits of all vCPUs when the marker was written
+	phases      []Phase   // start-up steps, in order (written by build only)
+	built       time.Time // end of build
+}
+
+// Phase is one step of the VMM's start-up and its wall time.
+type Phase struct {
+	Name string  `json:"name"`
+	Ms   float64 `json:"ms"`
 }
 
 func (mt *metrics) markEntry(start time.Time) {
@@ -36,6 +44,9 @@ func (mt *metrics) markEntry(start time.Time) {
 	mt.entry = time.Now()
 	mt.entryCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	mt.sinceStart = mt.entry.Sub(start)
+	if !mt.built.IsZero() {
+		mt.phases = append(mt.phases, Phase{Name: "vcpus_run", Ms: ms(mt.entry.Sub(mt.built))})
+	}
 }
 
 // markBoot records a write to the boot-marker port and reports whether it
@@ -67,17 +78,21 @@ func (m *Machine) exitsSoFar() uint64 {
 
 // Report is the JSON document written to Config.MetricsPath.
 type Report struct {
-	StopReason        string           `json:"stop_reason"`
-	CPUs              int              `json:"cpus"`
-	MemoryMiB         uint64           `json:"memory_mib"`
-	StartToEntryMs    float64          `json:"start_to_entry_ms"`
-	StartToEntryCPUMs float64          `json:"start_to_entry_cpu_ms"`
-	StartToInitMs     float64          `json:"start_to_init_ms,omitempty"`
-	EntryToInitMs     float64          `json:"entry_to_init_ms,omitempty"`
-	ExitsTotal        uint64           `json:"exits_total"`
-	ExitsToInit       uint64           `json:"exits_to_init,omitempty"`
-	VCPUExits         []kvm.ExitCounts `json:"vcpu_exits"`
-	MaxRSSKiB         int64            `json:"max_rss_kib"`
+	StopReason        string  `json:"stop_reason"`
+	CPUs              int     `json:"cpus"`
+	MemoryMiB         uint64  `json:"memory_mib"`
+	StartToEntryMs    float64 `json:"start_to_entry_ms"`
+	StartToEntryCPUMs float64 `json:"start_to_entry_cpu_ms"`
+	// StartPhases splits start_to_entry_ms: "process" (from the VMM's
+	// start to building the VM), then each build step, then "vcpus_run"
+	// (starting the vCPU threads up to the first KVM_RUN).
+	StartPhases   []Phase          `json:"start_phases,omitempty"`
+	StartToInitMs float64          `json:"start_to_init_ms,omitempty"`
+	EntryToInitMs float64          `json:"entry_to_init_ms,omitempty"`
+	ExitsTotal    uint64           `json:"exits_total"`
+	ExitsToInit   uint64           `json:"exits_to_init,omitempty"`
+	VCPUExits     []kvm.ExitCounts `json:"vcpu_exits"`
+	MaxRSSKiB     int64            `json:"max_rss_kib"`
 	// GuestRSSKiB is the guest RAM resident in this process when the VM
 	// stopped (present pages in /proc/self/pagemap): the guest memory
 	// touched, so MaxRSSKiB - GuestRSSKiB estimates the VMM's own overhead.
@@ -100,6 +115,7 @@ func (m *Machine) report() Report {
 		StopReason: m.result.Reason.String(), CPUs: m.cfg.CPUs, MemoryMiB: m.cfg.MemoryMiB,
 		StartToEntryMs: ms(mt.sinceStart), StartToEntryCPUMs: ms(mt.entryCPU),
 		ExitsTotal: m.exitsSoFar(), ExitsToInit: mt.markerExits,
+		StartPhases: mt.phases,
 	}
 	if !mt.marker.IsZero() {
 		r.StartToInitMs = ms(mt.marker.Sub(m.start))

@@ -87,7 +87,8 @@ func TestParseBlkLine(t *testing.T) {
 
 func sampleRaw() *Raw {
 	m := json.RawMessage(`{"start_to_entry_ms":250,"start_to_entry_cpu_ms":320,"start_to_init_ms":5300,"entry_to_init_ms":5050,
-		"exits_total":487,"exits_to_init":351,"vcpu_exits":[{"IO":486,"Interrupted":1}],"guest_rss_kib":124324}`)
+		"exits_total":487,"exits_to_init":351,"vcpu_exits":[{"IO":486,"Interrupted":1}],"guest_rss_kib":124324,
+		"start_phases":[{"name":"process","ms":3},{"name":"kvm","ms":20},{"name":"load","ms":120}]}`)
 	r := &Raw{Date: "2026-11-26T00:00:00Z", Rounds: 2, GuestMiB: 512, Cmdline: bootCmdline,
 		Flavours: []Flavour{{Name: "ours"}, {Name: "qemu-q35"}}}
 	for i := -1; i < 2; i++ {
@@ -125,6 +126,9 @@ func TestSummarize(t *testing.T) {
 	}
 	if ours.Ours == nil || ours.Ours.ExitsByKind["IO"].Median != 486 || ours.Ours.ExitsToInit.Median != 351 {
 		t.Fatalf("ours metrics: %+v", ours.Ours)
+	}
+	if o := ours.Ours; strings.Join(o.PhaseOrder, " ") != "process kvm load" || o.StartPhasesMs["load"].Median != 120 {
+		t.Fatalf("start phases %v %+v", o.PhaseOrder, o.StartPhasesMs)
 	}
 	if q.Ours != nil {
 		t.Fatal("QEMU has our metrics")

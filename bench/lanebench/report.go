@@ -57,6 +57,10 @@ type OursSummary struct {
 	ExitsTotal        Dist            `json:"exits_total"`
 	ExitsByKind       map[string]Dist `json:"exits_by_kind_whole_run"`
 	GuestRSSMiB       Dist            `json:"guest_rss_mib_pagemap"`
+	// StartPhasesMs splits start -> entry by step (machine.Report
+	// start_phases); PhaseOrder is their order.
+	StartPhasesMs map[string]Dist `json:"start_phases_ms,omitempty"`
+	PhaseOrder    []string        `json:"start_phase_order,omitempty"`
 }
 
 // BlkSummary is the reduced disk benchmark of one flavour.
@@ -195,6 +199,10 @@ type oursMetrics struct {
 	ExitsToInit       float64                      `json:"exits_to_init"`
 	VCPUExits         []map[string]json.RawMessage `json:"vcpu_exits"`
 	GuestRSSKiB       float64                      `json:"guest_rss_kib"`
+	StartPhases       []struct {
+		Name string  `json:"name"`
+		Ms   float64 `json:"ms"`
+	} `json:"start_phases"`
 }
 
 func summarize(raw *Raw) Summary {
@@ -204,6 +212,8 @@ func summarize(raw *Raw) Summary {
 		var marker, exit, uptime, maxRSS, guest, over, own []float64
 		var om struct{ entry, entryCPU, init, entryInit, toInit, total, guest []float64 }
 		kinds := map[string][]float64{}
+		phases := map[string][]float64{}
+		var phaseOrder []string
 		for _, b := range raw.Boots {
 			if b.Flavour != f.Name || b.Round < 0 {
 				continue
@@ -227,6 +237,12 @@ func summarize(raw *Raw) Summary {
 				om.toInit = append(om.toInit, m.ExitsToInit)
 				om.total = append(om.total, m.ExitsTotal)
 				om.guest = append(om.guest, m.GuestRSSKiB/1024)
+				for _, p := range m.StartPhases {
+					if _, seen := phases[p.Name]; !seen {
+						phaseOrder = append(phaseOrder, p.Name)
+					}
+					phases[p.Name] = append(phases[p.Name], p.Ms)
+				}
 				byKind := map[string]float64{}
 				for _, v := range m.VCPUExits {
 					for k, raw := range v {
@@ -262,6 +278,12 @@ func summarize(raw *Raw) Summary {
 			}
 			for k, v := range kinds {
 				o.ExitsByKind[k] = dist(v)
+			}
+			if len(phaseOrder) > 0 {
+				o.StartPhasesMs, o.PhaseOrder = map[string]Dist{}, phaseOrder
+				for k, v := range phases {
+					o.StartPhasesMs[k] = dist(v)
+				}
 			}
 			fsum.Ours = o
 		}
@@ -376,6 +398,13 @@ func printTable(w io.Writer, raw *Raw, sum Summary) {
 		}
 		fmt.Fprintf(w, "\n%s, from --metrics-file (median [p10 .. p90]):\n", f.Name)
 		fmt.Fprintf(w, "  start -> guest entry        %s ms wall, %s ms CPU\n", fmtDist(o.StartToEntryMs, 1), fmtDist(o.StartToEntryCPUMs, 1))
+		if len(o.PhaseOrder) > 0 {
+			var ps []string
+			for _, name := range o.PhaseOrder {
+				ps = append(ps, fmt.Sprintf("%s %.1f", name, o.StartPhasesMs[name].Median))
+			}
+			fmt.Fprintf(w, "  start -> entry by phase     %s (medians, ms)\n", strings.Join(ps, ", "))
+		}
 		fmt.Fprintf(w, "  start -> init marker (port) %s ms; entry -> marker %s ms\n", fmtDist(o.StartToInitMs, 0), fmtDist(o.EntryToInitMs, 0))
 		fmt.Fprintf(w, "  exits to userspace to init  %s; whole run %s\n", fmtDist(o.ExitsToInit, 0), fmtDist(o.ExitsTotal, 0))
 		var ks []string

@@ -131,6 +131,19 @@ func TestRootFilesystemOnDisk(t *testing.T) {
 	case len(m.Disks) != 1 || m.Disks[0].Requests == 0 || m.Disks[0].ReadBytes == 0 || m.Disks[0].BadChains != 0 || m.Disks[0].Failures != 0:
 		t.Errorf("disk counters %+v: want one disk that served reads, with no bad chains or failures", m.Disks)
 	}
+	// The start-up phases, in order, add up to start -> entry.
+	var names []string
+	sum := 0.0
+	for _, p := range m.StartPhases {
+		names = append(names, p.Name)
+		sum += p.Ms
+	}
+	if got, want := strings.Join(names, " "), "process kvm memory devices load vcpus vcpus_run"; got != want {
+		t.Errorf("start phases %q, want %q", got, want)
+	}
+	if sum > m.StartToEntryMs+1 || sum < m.StartToEntryMs*0.9 {
+		t.Errorf("start phases add up to %.1f ms, start -> entry is %.1f ms", sum, m.StartToEntryMs)
+	}
 	t.Logf("metrics: %d exits to init, %.0f ms to init, overhead %d KiB, disk %+v",
 		m.ExitsToInit, m.StartToInitMs, m.MaxRSSKiB-m.GuestRSSKiB, m.Disks)
 }
