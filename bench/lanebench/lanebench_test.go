@@ -224,3 +224,24 @@ func FuzzParseSmaps(f *testing.F) {
 		}
 	})
 }
+
+func TestMicroFlavours(t *testing.T) {
+	c := runConfig{vmm: "vmm", qemu: "qemu", images: "/images", memMiB: 512, micro: "/m"}
+	fs := c.flavours("/tmp/m.json")
+	if len(fs) != 8 {
+		t.Fatalf("%d flavours, want 8", len(fs))
+	}
+	for _, f := range fs[4:] {
+		argv := strings.Join(f.Argv, " ")
+		if !strings.HasSuffix(f.Name, "-micro") || !strings.Contains(argv, "/m/vmlinu") || strings.Contains(argv, "/images/vmlinu") {
+			t.Errorf("%s: %s", f.Name, argv)
+		}
+	}
+	if fs[5].Name != "ours-pvh-micro" || !strings.Contains(strings.Join(fs[5].Argv, " "), "--kernel /m/vmlinux-micro") {
+		t.Errorf("%s: %v", fs[5].Name, fs[5].Argv)
+	}
+	// The stock-kernel flavours are unchanged.
+	if !strings.Contains(strings.Join(fs[0].Argv, " "), "--kernel /images/vmlinuz") {
+		t.Errorf("ours: %v", fs[0].Argv)
+	}
+}

@@ -307,7 +307,8 @@ func summarize(raw *Raw) Summary {
 		byName[sum.Flavours[i].Name] = &sum.Flavours[i]
 	}
 	// The comparisons made when both flavours ran.
-	pairs := [][2]string{{"ours", "qemu-q35"}, {"ours", "qemu-microvm"}, {"ours-pvh", "qemu-microvm"}, {"ours-pvh", "qemu-q35"}, {"ours-pvh", "ours"}}
+	pairs := [][2]string{{"ours", "qemu-q35"}, {"ours", "qemu-microvm"}, {"ours-pvh", "qemu-microvm"}, {"ours-pvh", "qemu-q35"}, {"ours-pvh", "ours"},
+		{"ours-micro", "qemu-q35-micro"}, {"ours-pvh-micro", "qemu-microvm-micro"}, {"ours-pvh-micro", "qemu-q35-micro"}}
 	for _, p := range pairs {
 		a, b := byName[p[0]], byName[p[1]]
 		if a == nil || b == nil || a.OK == 0 || b.OK == 0 {

@@ -29,6 +29,7 @@ type runConfig struct {
 	tmp       string
 	timeout   time.Duration
 	only      string
+	micro     string
 }
 
 func runMain(args []string) error {
@@ -44,6 +45,7 @@ func runMain(args []string) error {
 	fs.StringVar(&c.tmp, "tmp", "/tmp", "scratch directory (tmpfs in the lane)")
 	fs.DurationVar(&c.timeout, "timeout", 90*time.Second, "kill a VM that runs longer than this")
 	fs.StringVar(&c.only, "only", "", "comma-separated flavours to run (default all)")
+	fs.StringVar(&c.micro, "micro", "", "directory with vmlinuz-micro and vmlinux-micro (the micro-VM kernel): adds the *-micro flavours")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,6 +80,21 @@ func (c runConfig) flavours(metrics string) []Flavour {
 			"-kernel", img("vmlinux"), "-initrd", img("initrd.img"), "-append", bootCmdline)},
 		{Name: "qemu-q35", Argv: append(append([]string{c.qemu, "-M", "q35"}, qemuCommon...),
 			"-kernel", img("vmlinuz"), "-initrd", img("initrd.img"), "-append", bootCmdline)},
+	}
+	if c.micro != "" {
+		// The same four, booting the micro-VM kernel (images/micro).
+		for _, f := range all[:4] {
+			argv := append([]string(nil), f.Argv...)
+			for i, a := range argv {
+				switch a {
+				case img("vmlinuz"):
+					argv[i] = c.micro + "/vmlinuz-micro"
+				case img("vmlinux"):
+					argv[i] = c.micro + "/vmlinux-micro"
+				}
+			}
+			all = append(all, Flavour{Name: f.Name + "-micro", Argv: argv})
+		}
 	}
 	if c.only == "" {
 		return all
