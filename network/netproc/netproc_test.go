@@ -69,6 +69,7 @@ func (l *loopback) WriteFrame(bufs [][]byte) error {
 		return network.ErrClosed
 	}
 }
+
 // Features reports checksum offloads and a bit that is not an offload,
 // which the VMM side must not see.
 func (l *loopback) Features() uint64 { return network.FCsum | network.FGuestCsum | 1<<40 }

@@ -30,9 +30,9 @@ func testData(n int, seed uint64) []byte {
 	return b
 }
 
-// hostSink accepts connections on a host loopback port, reads each to EOF
-// and answers with the SHA-256 of what it read.
-func hostSink(t *testing.T) netip.AddrPort {
+// hostServer accepts connections on a host loopback port and runs serve on
+// each (which need not close it).
+func hostServer(t *testing.T, serve func(net.Conn)) netip.AddrPort {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -47,38 +47,27 @@ func hostSink(t *testing.T) netip.AddrPort {
 			}
 			go func() {
 				defer c.Close()
-				h := sha256.New()
-				if _, err := io.Copy(h, c); err == nil {
-					c.Write(h.Sum(nil))
-				}
+				serve(c)
 			}()
 		}
 	}()
 	return netip.MustParseAddrPort(l.Addr().String())
 }
 
-// hostSource accepts connections on a host loopback port and sends data on
-// each, then closes it.
-func hostSource(t *testing.T, data []byte) netip.AddrPort {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.Write(data)
-			}()
+// hostSink reads each connection to EOF and answers with the SHA-256 of
+// what it read.
+func hostSink(t *testing.T) netip.AddrPort {
+	return hostServer(t, func(c net.Conn) {
+		h := sha256.New()
+		if _, err := io.Copy(h, c); err == nil {
+			c.Write(h.Sum(nil))
 		}
-	}()
-	return netip.MustParseAddrPort(l.Addr().String())
+	})
+}
+
+// hostSource sends data on each connection, then closes it.
+func hostSource(t *testing.T, data []byte) netip.AddrPort {
+	return hostServer(t, func(c net.Conn) { c.Write(data) })
 }
 
 // guestDial connects from the guest stack to port of the gateway.
