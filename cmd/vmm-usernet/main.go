@@ -6,7 +6,9 @@
 //
 // Keeping netstack here means the code that parses the guest's TCP/IP
 // traffic is not in the VMM's address space, and a VMM without user-mode
-// networking does not carry its memory (docs/design.md).
+// networking does not carry its memory (docs/design.md). Once its sockets
+// are bound it confines itself with a seccomp filter (package sandbox):
+// sockets and the Go runtime only, every other system call fails.
 package main
 
 import (
@@ -22,6 +24,7 @@ import (
 	"github.com/vmm-dev/vmm/network"
 	"github.com/vmm-dev/vmm/network/netproc"
 	"github.com/vmm-dev/vmm/network/usernet"
+	"github.com/vmm-dev/vmm/sandbox"
 )
 
 func main() {
@@ -86,6 +89,12 @@ func run(args []string, stderr io.Writer) error {
 	}
 	for _, a := range be.HostForwardAddrs() {
 		log.Info("host forward listening", "addr", a)
+	}
+	// From here on it needs only sockets and the runtime: whatever the
+	// guest's traffic does to netstack, it cannot reach files or programs.
+	if err := sandbox.ConfineNetworkHelper(); err != nil {
+		be.Close()
+		return err
 	}
 	return netproc.Serve(netproc.ChildFD, be)
 }
