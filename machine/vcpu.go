@@ -38,6 +38,20 @@ func (m *Machine) runVCPU(c *kvm.VCPU) {
 	}
 }
 
+// cpuState summarises a stopped vCPU's registers for an error message.
+func cpuState(c *kvm.VCPU) string {
+	r, err := c.GetRegs()
+	if err != nil {
+		return fmt.Sprintf("registers unavailable: %v", err)
+	}
+	s, err := c.GetSregs()
+	if err != nil {
+		return fmt.Sprintf("rip=%#x rsp=%#x (special registers unavailable: %v)", r.RIP, r.RSP, err)
+	}
+	return fmt.Sprintf("rip=%#x rsp=%#x rflags=%#x cr0=%#x cr2=%#x cr3=%#x cr4=%#x efer=%#x cs=%#x idt=%#x/%#x",
+		r.RIP, r.RSP, r.RFLAGS, s.CR0, s.CR2, s.CR3, s.CR4, s.EFER, s.CS.Selector, s.IDT.Base, s.IDT.Limit)
+}
+
 // handleExit serves one exit of vCPU id and reports whether the vCPU is
 // done. Port and MMIO accesses, the exits a running guest makes all the
 // time, allocate nothing (TestHandleExitDoesNotAllocate): garbage made per
@@ -69,7 +83,13 @@ func (m *Machine) handleExit(id int, exit kvm.Exit) (done bool) {
 	case *kvm.ExitInterrupted:
 		return m.stopping.Load()
 	case *kvm.ExitShutdown:
-		m.Stop(Result{Reason: StopTripleFault})
+		// Say where the guest was: a triple fault leaves nothing on its
+		// console. (This is the vCPU's own thread, as KVM requires.)
+		res := Result{Reason: StopTripleFault}
+		if id >= 0 && id < len(m.vcpus) {
+			res.Err = fmt.Errorf("vcpu %d: %s", id, cpuState(m.vcpus[id]))
+		}
+		m.Stop(res)
 		return true
 	case *kvm.ExitSystemEvent:
 		switch e.Type {

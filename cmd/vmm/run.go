@@ -241,7 +241,11 @@ func runVM(cfg machine.Config, log *slog.Logger, start time.Time) (string, int) 
 		log.Info("guest stopped", "reason", res.Reason)
 		return "", exitOK
 	case machine.StopPanic, machine.StopTripleFault:
-		return "guest stopped: " + res.Reason.String(), exitGuestCrash
+		msg := "guest stopped: " + res.Reason.String()
+		if res.Err != nil {
+			msg += " (" + res.Err.Error() + ")"
+		}
+		return msg, exitGuestCrash
 	}
 	if res.Err == nil {
 		res.Err = errors.New(res.Reason.String())
