@@ -44,6 +44,9 @@ type Backend struct {
 	cancel context.CancelFunc
 	// wake holds a pending Wake (capacity 1: wake-ups do not accumulate).
 	wake chan struct{}
+	// pending holds the rest of a frame cut into segments for the guest
+	// (link.forGuest); only the reading goroutine touches it.
+	pending [][]byte
 
 	// txMu is held for reading while a guest frame is inside the stack and
 	// for writing while Close destroys the stack.
@@ -261,6 +264,16 @@ func (b *Backend) read(buf []byte, wait bool) (int, error) {
 			return 0, network.ErrWoken
 		default:
 		}
+		if len(b.pending) > 0 {
+			f := b.pending[0]
+			b.pending[0] = nil
+			b.pending = b.pending[1:]
+			if len(f) > len(buf) {
+				b.stats.rxDropped.Add(1)
+				continue
+			}
+			return copy(buf, f), nil
+		}
 		var f []byte
 		if wait {
 			select {
@@ -278,11 +291,10 @@ func (b *Backend) read(buf []byte, wait bool) (int, error) {
 			}
 		}
 		b.link.dequeued(f)
-		if len(f) > len(buf) {
+		b.pending = b.link.forGuest(f)
+		if b.pending == nil {
 			b.stats.rxDropped.Add(1)
-			continue
 		}
-		return copy(buf, f), nil
 	}
 }
 

@@ -88,10 +88,10 @@ func TestARPAndMalformedFrames(t *testing.T) {
 func TestReadFrameDropsLongFrames(t *testing.T) {
 	b := newTestBackend(t, Config{})
 	b.link.rx <- make([]byte, 100)
-	b.link.rx <- []byte("short frame")
+	b.link.rx <- append(make([]byte, network.HeaderLen), "short frame"...)
 	buf := make([]byte, 50)
 	n, err := b.ReadFrame(buf)
-	if err != nil || string(buf[:n]) != "short frame" {
+	if err != nil || string(buf[network.HeaderLen:n]) != "short frame" {
 		t.Fatalf("ReadFrame = %q, %v", buf[:n], err)
 	}
 	if st := b.Stats(); st.RxDropped != 1 {
@@ -105,8 +105,8 @@ func TestTryReadFrameAndWake(t *testing.T) {
 	if n, err := b.TryReadFrame(buf); n != 0 || err != nil {
 		t.Fatalf("TryReadFrame of an empty queue = %d, %v", n, err)
 	}
-	b.link.rx <- []byte("queued")
-	if n, err := b.TryReadFrame(buf); err != nil || string(buf[:n]) != "queued" {
+	b.link.rx <- append(make([]byte, network.HeaderLen), "queued"...)
+	if n, err := b.TryReadFrame(buf); err != nil || string(buf[network.HeaderLen:n]) != "queued" {
 		t.Fatalf("TryReadFrame = %q, %v", buf[:n], err)
 	}
 	// Wake-ups do not accumulate: two Wakes fail one read.

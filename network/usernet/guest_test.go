@@ -62,7 +62,9 @@ func newOffloadGuest(t *testing.T, b *Backend, ip, gw netip.Addr, features uint6
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 	})
-	ch := channel.New(256, 1500, testGuestMAC)
+	// Room for a whole window of segments: a test guest that drops its own
+	// frames under load would stall in retransmission timeouts.
+	ch := channel.New(4096, 1500, testGuestMAC)
 	if features&(network.FCsum|network.FHostTSO4) == network.FCsum|network.FHostTSO4 {
 		ch.SupportedGSOKind = stack.HostGSOSupported
 	}

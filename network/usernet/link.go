@@ -148,7 +148,9 @@ func (l *link) SetOnCloseAction(func()) {}
 // WritePackets implements stack.LinkWriter: frames from the stack to the
 // guest. It copies each packet behind its virtio-net header and queues it
 // without blocking; a full queue drops the packet. A segmentation-offload
-// packet goes as one frame if the guest takes TSO, else cut into segments.
+// packet is queued as it is, with its offloads in the header: whether the
+// guest takes them is decided when the frame leaves the queue (forGuest),
+// so a renegotiation never strands frames built for the other setting.
 func (l *link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	n := 0
 	for _, pkt := range pkts.AsSlice() {
@@ -159,33 +161,41 @@ func (l *link) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		}
 		switch pkt.GSOOptions.Type {
 		case stack.GSONone:
-			l.enqueue(frame)
-			continue
 		case stack.GSOTCPv4:
+			h := gsoHeader(pkt)
+			_ = h.Encode(frame) // frame starts with HeaderLen bytes
 		default:
 			l.stats.rxDropped.Add(1) // no other kind is ever asked for
 			continue
 		}
-		if guestTakesTSO(l.guest.Load()) {
-			h := gsoHeader(pkt)
-			_ = h.Encode(frame) // frame starts with HeaderLen bytes
-			if h.GSOType != network.GSONone {
-				l.stats.rxGSO.Add(1)
-			}
-			l.enqueue(frame)
-			continue
-		}
-		segs, err := segmentTCPv4(frame[network.HeaderLen:], int(pkt.GSOOptions.MSS))
-		if err != nil {
-			l.stats.rxDropped.Add(1)
-			continue
-		}
-		l.stats.rxSegmented.Add(1)
-		for _, seg := range segs {
-			l.enqueue(seg)
-		}
+		l.enqueue(frame)
 	}
 	return n, nil
+}
+
+// forGuest returns a dequeued frame as the guest can take it now: as it is
+// if it asks for no offload or the guest takes TSO, else cut into complete
+// segments (segmentTCPv4). nil means drop it.
+func (l *link) forGuest(frame []byte) [][]byte {
+	h, err := network.DecodeHeader(frame)
+	if err != nil {
+		return nil
+	}
+	if h.Flags&network.HdrFNeedsCsum == 0 && h.GSOType == network.GSONone {
+		return [][]byte{frame}
+	}
+	if guestTakesTSO(l.guest.Load()) {
+		if h.GSOType != network.GSONone {
+			l.stats.rxGSO.Add(1)
+		}
+		return [][]byte{frame}
+	}
+	segs, err := segmentTCPv4(frame[network.HeaderLen:], int(h.GSOSize))
+	if err != nil {
+		return nil
+	}
+	l.stats.rxSegmented.Add(1)
+	return segs
 }
 
 // enqueue queues one header+frame for the guest, or drops it when the queue
