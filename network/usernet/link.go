@@ -80,7 +80,7 @@ func (l *link) GSOMaxSize() uint32 { return gsoMaxSize }
 // SupportedGSO implements stack.GSOEndpoint: segmentation by the "host"
 // (the guest's driver) once the guest accepted it. Netstack asks when a TCP
 // connection is set up, so connections made before a renegotiation may still
-// send large segments; WritePackets cuts those up itself.
+// send large segments; forGuest cuts those up as they leave the queue.
 func (l *link) SupportedGSO() stack.SupportedGSO {
 	if guestTakesTSO(l.guest.Load()) {
 		return stack.HostGSOSupported
@@ -250,7 +250,6 @@ func (l *link) deliver(bufs [][]byte) {
 		v.Write(b)
 	}
 	h, err := network.DecodeHeader(hdr[:])
-	partial := h.Flags&network.HdrFNeedsCsum != 0
 	switch {
 	case err != nil, h.Flags&^(network.HdrFNeedsCsum|network.HdrFDataValid) != 0:
 		l.stats.txBadHd.Add(1)
@@ -262,7 +261,7 @@ func (l *link) deliver(bufs [][]byte) {
 			v.Release()
 			return
 		}
-	case h.GSOType != network.GSOTCPv4 || !partial || h.GSOSize == 0:
+	case h.GSOType != network.GSOTCPv4 || h.Flags&network.HdrFNeedsCsum == 0 || h.GSOSize == 0:
 		// Only TCPv4 segmentation is offered, and it needs NEEDS_CSUM
 		// (virtio 1.2, 5.1.6.2).
 		l.stats.txBadHd.Add(1)
