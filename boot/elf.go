@@ -60,7 +60,9 @@ type elfPhdr struct {
 // up to p_memsz, and finds the PVH entry point in its PT_NOTE segments. It
 // writes no boot parameters. Segments must lie in RAM at or above
 // KernelLoadAddr, not overlap each other, and be read entirely from the
-// file; each is read with one ReadAt straight into guest memory.
+// file. From a regular file (*os.File) only the pages that are not all
+// zero are copied (see loadSegment); other readers are read with one ReadAt
+// per segment straight into guest memory.
 func LoadPVH(mem *memory.Guest, kernel io.ReaderAt, size int64) (*PVHKernel, error) {
 	if size < elfHeaderSize {
 		return nil, fmt.Errorf("%w: %d bytes is too short for an ELF header", ErrNotELF, size)
@@ -128,18 +130,18 @@ func LoadPVH(mem *memory.Guest, kernel io.ReaderAt, size int64) (*PVHKernel, err
 		return nil, fmt.Errorf("%w: PVH entry %#x is not in a loaded segment", ErrMalformedKernel, entry)
 	}
 
+	// Zero every segment before copying any: on fresh memory this touches
+	// nothing, and copying then leaves out the file's zero pages. (Zeroing
+	// after copying could split a huge page a neighbouring segment had
+	// already filled.)
 	for _, ph := range loads {
-		if ph.Filesz > 0 {
-			dst, err := mem.Slice(ph.Paddr, ph.Filesz)
-			if err != nil {
-				return nil, fmt.Errorf("boot: segment at %#x: %w", ph.Paddr, err)
-			}
-			if err := readFull(kernel, dst, int64(ph.Offset)); err != nil {
-				return nil, fmt.Errorf("boot: read segment at %#x: %w", ph.Paddr, err)
-			}
+		if err := mem.Zero(ph.Paddr, ph.Memsz); err != nil {
+			return nil, fmt.Errorf("boot: zero segment at %#x: %w", ph.Paddr, err)
 		}
-		if err := mem.Zero(ph.Paddr+ph.Filesz, ph.Memsz-ph.Filesz); err != nil {
-			return nil, fmt.Errorf("boot: zero segment tail at %#x: %w", ph.Paddr+ph.Filesz, err)
+	}
+	for _, ph := range loads {
+		if err := loadSegment(mem, kernel, ph.Offset, ph.Paddr, ph.Filesz); err != nil {
+			return nil, fmt.Errorf("boot: read segment at %#x: %w", ph.Paddr, err)
 		}
 	}
 	return k, nil

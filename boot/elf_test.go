@@ -89,6 +89,16 @@ func TestLoadRealPVH(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("entry32 %#x, segments [%#x, %#x), %d reads", k.Entry32, k.Start, k.End, cr.calls)
+	// The same from the file itself (mapped, zero pages skipped).
+	mapped := newTestMem(t, 256<<20)
+	if _, err := LoadPVH(mapped, f, st.Size()); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := mem.Slice(k.Start, k.End-k.Start)
+	b, _ := mapped.Slice(k.Start, k.End-k.Start)
+	if !bytes.Equal(a, b) {
+		t.Error("loading from the file gave other guest memory than reading it")
+	}
 }
 
 func FuzzLoadPVH(f *testing.F) {

@@ -75,3 +75,40 @@ func TestNewRejectsBadLayouts(t *testing.T) {
 		}
 	}
 }
+
+func TestZero(t *testing.T) {
+	g, err := New([]RegionSpec{{Base: 0, Size: 4 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	host := g.Regions()[0].Host()
+	for _, c := range []struct{ addr, n uint64 }{
+		{0x10, 0x20},             // inside one page: cleared
+		{0x1003, 0x10000},        // just under releaseMin of whole pages
+		{0x2345, 3<<20 - 0x1000}, // unaligned both ends, pages released
+		{1 << 20, 2 << 20},       // aligned both ends
+		{4<<20 - 0x1001, 0x1001}, // to the region's end
+	} {
+		for i := range host {
+			host[i] = 0xa5
+		}
+		if err := g.Zero(c.addr, c.n); err != nil {
+			t.Fatalf("Zero(%#x, %#x): %v", c.addr, c.n, err)
+		}
+		for i, b := range host {
+			inside := uint64(i) >= c.addr && uint64(i) < c.addr+c.n
+			if want := byte(0xa5); inside {
+				want = 0
+				if b != want {
+					t.Fatalf("Zero(%#x, %#x): byte %#x is %#x, want 0", c.addr, c.n, i, b)
+				}
+			} else if b != want {
+				t.Fatalf("Zero(%#x, %#x): byte %#x outside the range is %#x, want %#x", c.addr, c.n, i, b, want)
+			}
+		}
+	}
+	if err := g.Zero(4<<20-1, 2); err == nil {
+		t.Error("Zero past the end succeeded")
+	}
+}
