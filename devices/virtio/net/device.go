@@ -43,8 +43,10 @@ const (
 	QueueSize = 256
 
 	// notifyEvery bounds how many frames complete before the workers check
-	// whether the guest wants an interrupt.
+	// whether the guest wants an interrupt; notifyBytes bounds the bytes of
+	// transmitted frames (see drainTx).
 	notifyEvery = 32
+	notifyBytes = 32 << 10
 	// stagingLen holds the header and the largest frame, plus one byte so
 	// that a backend can tell an oversized (truncated) frame from a full one.
 	stagingLen = network.HeaderLen + MaxFrameLen + 1

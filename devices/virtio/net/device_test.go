@@ -78,13 +78,17 @@ func (b *fakeBackend) WriteFrame(bufs [][]byte) error {
 	default:
 	}
 	b.mu.Lock()
-	err := b.writeErr
+	err, to := b.writeErr, b.fromGst
 	b.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	b.fromGst <- bytes.Join(bufs, nil)
-	return nil
+	select {
+	case to <- bytes.Join(bufs, nil):
+		return nil
+	case <-b.closed:
+		return network.ErrClosed
+	}
 }
 
 func (b *fakeBackend) Features() uint64 { return b.feats }
@@ -712,4 +716,52 @@ func TestActivateChecks(t *testing.T) {
 	if err := d.Activate(mem, virtio.FVersion1, nil, nil, irq); err == nil {
 		t.Error("activated with no kicks")
 	}
+}
+
+// TestTransmitLargeFrameNotifiesEarly: once a large frame is sent, the
+// guest (which asked for an interrupt at the first completion) hears of it
+// before the next frame is sent, not when the ring has been drained: TCP
+// small queues keep a guest socket from sending more until then.
+func TestTransmitLargeFrameNotifiesEarly(t *testing.T) {
+	h := newHarness(t, network.OffloadFeatures, nil)
+	h.be.mu.Lock()
+	h.be.fromGst = make(chan []byte) // WriteFrame waits for the test
+	h.be.mu.Unlock()
+	t.Cleanup(func() { h.be.Close() }) // before the device: frees a blocked WriteFrame
+	if err := h.tx.SetUsedEvent(0); err != nil {
+		t.Fatal(err)
+	}
+	pkt := append(hdrBytes(network.Header{}), ethFrame(40<<10, 3)...)
+	for range 2 {
+		a := h.alloc(h.tx, pkt, len(pkt))
+		if _, err := h.tx.AddChain([]queuetest.Buf{{Addr: a, Len: uint32(len(pkt))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.kicks[TxQueue].Signal()
+	recv := func() {
+		t.Helper()
+		select {
+		case <-h.be.fromGst:
+		case <-time.After(5 * time.Second):
+			t.Fatal("backend got no frame")
+		}
+	}
+	notified := func() int {
+		h.irq.mu.Lock()
+		defer h.irq.mu.Unlock()
+		return h.irq.notified[TxQueue]
+	}
+	recv()
+	// The device now completes the first frame and blocks sending the
+	// second until the next recv.
+	deadline := time.Now().Add(5 * time.Second)
+	for notified() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no transmit interrupt after the first large frame")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	recv()
+	h.waitUsed(h.tx, 2)
 }

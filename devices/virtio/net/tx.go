@@ -42,8 +42,19 @@ func (d *Device) drainTx(r *activation, q *queue.Queue, st *txState) error {
 		if err := q.DisableNotification(); err != nil {
 			return err
 		}
-		for done := 1; !r.stopped(); done++ {
+		// Completions are reported as they happen, not only when the ring
+		// is drained: the guest's TCP stack holds back a socket with about
+		// two 64 KiB segments in flight until their buffers come back (TCP
+		// small queues), so a large frame is worth an interrupt check of its
+		// own (one read of used_event), as QEMU checks after every frame. A
+		// run of small frames (the ACKs of a download) is checked every
+		// notifyEvery frames.
+		sent, pending := 0, 0
+		for !r.stopped() {
 			c, err := q.Pop()
+			if c == nil && err == nil {
+				break
+			}
 			var ce *queue.ChainError
 			switch {
 			case errors.As(err, &ce):
@@ -52,9 +63,8 @@ func (d *Device) drainTx(r *activation, q *queue.Queue, st *txState) error {
 				err = q.Push(ce.Head, 0)
 			case err != nil:
 				return err
-			case c == nil:
-				done = -1
 			default:
+				pending += int(min(c.ReadableLen(), notifyBytes))
 				if err := d.transmit(r, c, st); err != nil {
 					return err
 				}
@@ -63,10 +73,9 @@ func (d *Device) drainTx(r *activation, q *queue.Queue, st *txState) error {
 			if err != nil {
 				return err
 			}
-			if done < 0 {
-				break
-			}
-			if done%notifyEvery == 0 {
+			sent++
+			if sent%notifyEvery == 0 || pending >= notifyBytes {
+				pending = 0
 				if err := notify(r, TxQueue); err != nil {
 					return err
 				}
