@@ -138,3 +138,53 @@ func TestLoadSegmentFileCutShort(t *testing.T) {
 		t.Error("the page before the end was not copied")
 	}
 }
+
+// FuzzLoadPVHFile loads each input from a file (mapped, zero pages
+// skipped) and from a bytes.Reader into memory dirtied the same way, and
+// requires the same outcome and the same guest memory.
+func FuzzLoadPVHFile(f *testing.F) {
+	f.Add(goodELF(4))
+	sparse, _, _ := sparseELF()
+	f.Add(sparse)
+	for _, img := range badELFs() {
+		f.Add(img.data)
+	}
+	const span = 8 << 20
+	dirty := bytes.Repeat([]byte{0xcc}, span)
+	memFile, memReader := newTestMem(f, testMemSize), newTestMem(f, testMemSize)
+	path := filepath.Join(f.TempDir(), "vmlinux")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		file, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer file.Close()
+		for _, m := range []interface{ WriteAt([]byte, uint64) error }{memFile, memReader} {
+			if err := m.WriteAt(dirty, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		kf, errFile := LoadPVH(memFile, file, int64(len(data)))
+		kr, errReader := LoadPVH(memReader, bytes.NewReader(data), int64(len(data)))
+		if (errFile == nil) != (errReader == nil) {
+			t.Fatalf("from the file: %v; from the reader: %v", errFile, errReader)
+		}
+		if errFile != nil {
+			return
+		}
+		if *kf != *kr {
+			t.Fatalf("from the file %+v, from the reader %+v", kf, kr)
+		}
+		// Both memories have seen the same loads, so they must agree
+		// beyond the dirtied span too.
+		n := max(span, kf.End)
+		a, _ := memFile.Slice(0, n)
+		b, _ := memReader.Slice(0, n)
+		if i := firstDiff(a, b); i >= 0 {
+			t.Fatalf("guest byte %#x: %#x from the file, %#x from the reader", i, a[i], b[i])
+		}
+	})
+}
