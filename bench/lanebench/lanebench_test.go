@@ -156,6 +156,24 @@ func TestReportOutputs(t *testing.T) {
 	if _, err := readRaw(strings.NewReader(`{"flavours":[]}`)); err == nil {
 		t.Fatal("readRaw accepted a document without boots")
 	}
+	// The checkpoint after the boots, then the whole document: the last
+	// one wins; cut short, the checkpoint stays.
+	partial := *raw
+	partial.BlkRuns = nil
+	pb, err := json.Marshal(&partial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := append(append(pb, '\n'), b...)
+	for cut, want := range map[int]int{len(both): len(raw.BlkRuns), len(both) - 10: 0} {
+		got, err := readRaw(bytes.NewReader(both[:cut]))
+		if err != nil {
+			t.Fatalf("readRaw of two documents (%d bytes): %v", cut, err)
+		}
+		if len(got.BlkRuns) != want {
+			t.Errorf("readRaw of two documents (%d bytes): %d disk runs, want %d", cut, len(got.BlkRuns), want)
+		}
+	}
 	s := summarize(got)
 	var tbl bytes.Buffer
 	printTable(&tbl, got, s)

@@ -148,14 +148,27 @@ func readRaw(r io.Reader) (*Raw, error) {
 	if i := strings.Index(s, "\n{\n"); !strings.HasPrefix(s, "{\n") && i >= 0 {
 		s = s[i+1:]
 	}
-	var raw Raw
-	if err := json.NewDecoder(strings.NewReader(s)).Decode(&raw); err != nil {
-		return nil, fmt.Errorf("report: decode the lane's JSON: %w", err)
+	// The lane writes the document after the boots and again at the end;
+	// the last one that is whole wins (a lane that died mid-document
+	// leaves a truncated one behind).
+	var last *Raw
+	dec := json.NewDecoder(strings.NewReader(s))
+	for {
+		var raw Raw
+		err := dec.Decode(&raw)
+		if err == nil {
+			last = &raw
+			continue
+		}
+		if last == nil {
+			return nil, fmt.Errorf("report: decode the lane's JSON: %w", err)
+		}
+		break
 	}
-	if len(raw.Flavours) == 0 || len(raw.Boots) == 0 {
+	if len(last.Flavours) == 0 || len(last.Boots) == 0 {
 		return nil, errors.New("report: the lane's JSON holds no boots")
 	}
-	return &raw, nil
+	return last, nil
 }
 
 // dist summarises xs; NaN-free, empty input gives a zero Dist.

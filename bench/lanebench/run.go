@@ -53,10 +53,20 @@ func runMain(args []string) error {
 		c.memMiB < 64 || c.memMiB > 4096 {
 		return errors.New("run: -rounds 1..100, -blk-rounds 0..20, -blk-mib 1..4096, -memory-mib 64..4096")
 	}
-	raw, err := runBench(c)
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", " ")
+	// The boots are written out as soon as they are done, so that a lane
+	// that dies in the disk benchmark (the test host has crashed there)
+	// still leaves them; the complete document follows and replaces that
+	// one (readRaw takes the last whole document).
+	checkpoint := func(raw *Raw) {
+		partial := *raw
+		partial.Notes = append(append([]string(nil), raw.Notes...),
+			"written after the boots: the lane ended before the disk benchmark finished")
+		_ = enc.Encode(&partial)
+	}
+	raw, err := runBench(c, checkpoint)
 	if raw != nil {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", " ")
 		if e := enc.Encode(raw); e != nil && err == nil {
 			err = e
 		}
@@ -128,7 +138,7 @@ func progress(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "lanebench: "+format+"\n", a...)
 }
 
-func runBench(c runConfig) (*Raw, error) {
+func runBench(c runConfig, checkpoint func(*Raw)) (*Raw, error) {
 	t0 := time.Now()
 	metrics := c.tmp + "/lanebench-metrics.json"
 	raw := &Raw{
@@ -168,6 +178,8 @@ func runBench(c runConfig) (*Raw, error) {
 		}
 	}
 	if c.blkRounds > 0 {
+		raw.ElapsedS = time.Since(t0).Seconds()
+		checkpoint(raw)
 		if err := runBlk(c, raw); err != nil {
 			raw.Notes = append(raw.Notes, "disk benchmark: "+err.Error())
 		}
