@@ -48,6 +48,12 @@ func cpuState(c *kvm.VCPU) string {
 	if err != nil {
 		return fmt.Sprintf("rip=%#x rsp=%#x (special registers unavailable: %v)", r.RIP, r.RSP, err)
 	}
+	// KVM on AMD (SVM) INITs the vCPU when it exits for a shutdown, so
+	// after a triple fault there the registers are the reset state and
+	// say nothing about where the guest was.
+	if r.RIP == 0xfff0 && s.CS.Selector == 0xf000 && s.CR0&1 == 0 {
+		return "registers already reset by KVM (AMD re-INITs a vCPU on shutdown), so where the guest was is unknown"
+	}
 	return fmt.Sprintf("rip=%#x rsp=%#x rflags=%#x cr0=%#x cr2=%#x cr3=%#x cr4=%#x efer=%#x cs=%#x idt=%#x/%#x",
 		r.RIP, r.RSP, r.RFLAGS, s.CR0, s.CR2, s.CR3, s.CR4, s.EFER, s.CS.Selector, s.IDT.Base, s.IDT.Limit)
 }

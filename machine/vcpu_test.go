@@ -1,8 +1,11 @@
 package machine
 
 import (
+	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/vmm-dev/vmm/boot"
@@ -90,5 +93,42 @@ func TestHandleExitStops(t *testing.T) {
 		if !m.handleExit(0, &kvm.ExitInterrupted{}) || !m.handleExit(0, &kvm.ExitHLT{}) {
 			t.Errorf("%T: vCPU goes on after the stop", tc.exit)
 		}
+	}
+}
+
+// TestCPUStateAfterReset: registers in the reset state (what KVM leaves on
+// AMD after a triple fault) are reported as such, not as a location.
+func TestCPUStateAfterReset(t *testing.T) {
+	sys, err := kvm.Open("/dev/kvm")
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+			t.Skipf("no usable KVM: %v", err)
+		}
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	vm, err := sys.CreateVM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	c, err := vm.CreateVCPU(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := cpuState(c); !strings.Contains(got, "already reset") {
+		t.Errorf("fresh vCPU: %q", got)
+	}
+	s, err := c.GetSregs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.CR0 |= 1 // protected mode: no longer the reset state
+	if err := c.SetSregs(&s); err != nil {
+		t.Fatal(err)
+	}
+	if got := cpuState(c); !strings.Contains(got, "rip=0xfff0") {
+		t.Errorf("vCPU in protected mode: %q", got)
 	}
 }
