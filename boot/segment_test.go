@@ -36,15 +36,7 @@ func TestLoadPVHFromFile(t *testing.T) {
 	copy(want[0x100200:], text)
 	clear(want[0x300000 : 0x300000+0x120000])
 	copy(want[0x300000:], data)
-	path := filepath.Join(t.TempDir(), "vmlinux")
-	if err := os.WriteFile(path, sparse, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := writeAndOpen(t, filepath.Join(t.TempDir(), "vmlinux"), sparse)
 	for name, r := range map[string]interface {
 		ReadAt([]byte, int64) (int, error)
 	}{"file": f, "reader": bytes.NewReader(sparse)} {
@@ -67,6 +59,21 @@ func TestLoadPVHFromFile(t *testing.T) {
 			t.Errorf("%s: guest byte %#x is %#x, want %#x", name, i, got[i], want[i])
 		}
 	}
+}
+
+// writeAndOpen writes data to path and opens it for reading until the
+// test ends.
+func writeAndOpen(t testing.TB, path string, data []byte) *os.File {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
 func firstDiff(a, b []byte) int {
@@ -114,19 +121,11 @@ func TestCopyNonZeroSkipsZeroPages(t *testing.T) {
 // TestLoadSegmentFileCutShort: a file shorter than its mapping faults when
 // read past its end; the load fails with an error instead of crashing.
 func TestLoadSegmentFileCutShort(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "short")
-	if err := os.WriteFile(path, pattern(loadPage, 3), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := writeAndOpen(t, filepath.Join(t.TempDir(), "short"), pattern(loadPage, 3))
 	mem := newTestMem(t, testMemSize)
 	// Three pages from a one-page file: LoadPVH would refuse this
 	// (checkInFile); the file shrinking after that check looks the same.
-	err = loadSegment(mem, f, 0, 0x100000, 3*loadPage)
+	err := loadSegment(mem, f, 0, 0x100000, 3*loadPage)
 	if err == nil || !strings.Contains(err.Error(), "file changed while loading") {
 		t.Fatalf("loadSegment past the end of the file: %v", err)
 	}
@@ -154,14 +153,7 @@ func FuzzLoadPVHFile(f *testing.F) {
 	memFile, memReader := newTestMem(f, testMemSize), newTestMem(f, testMemSize)
 	path := filepath.Join(f.TempDir(), "vmlinux")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		file, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer file.Close()
+		file := writeAndOpen(t, path, data)
 		for _, m := range []interface{ WriteAt([]byte, uint64) error }{memFile, memReader} {
 			if err := m.WriteAt(dirty, 0); err != nil {
 				t.Fatal(err)
