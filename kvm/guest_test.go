@@ -435,6 +435,36 @@ func TestKick(t *testing.T) {
 	c.Kick()
 }
 
+// TestRunDoesNotHoldUpTheRuntime: KVM_RUN gives the goroutine's P back
+// (ioctlBlocking), so with a single P, while a vCPU spins in the guest, other
+// goroutines still run and a stop-the-world collection completes; the vCPU
+// stays in the guest throughout and a kick still stops it.
+func TestRunDoesNotHoldUpTheRuntime(t *testing.T) {
+	vm, _ := testVM(t, 1<<16, []byte{0xeb, 0xfe}) // jmp $
+	c := realModeVCPU(t, vm)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+
+	ch := runAsync(c)
+	time.Sleep(50 * time.Millisecond) // let the vCPU enter the guest
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 20 {
+			runtime.GC()
+			runtime.Gosched()
+		}
+	}()
+	select {
+	case <-done:
+	case e := <-ch:
+		t.Fatalf("Run returned %T %+v while the guest spins", e, e)
+	case <-time.After(guestTimeout):
+		t.Fatal("collections did not complete while a vCPU was in the guest")
+	}
+	c.Kick()
+	waitInterrupted(t, ch)
+}
+
 func eventfd(t *testing.T) int {
 	t.Helper()
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
