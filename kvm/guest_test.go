@@ -435,10 +435,10 @@ func TestKick(t *testing.T) {
 	c.Kick()
 }
 
-// TestRunDoesNotHoldUpTheRuntime: KVM_RUN gives the goroutine's P back
-// (ioctlBlocking), so with a single P, while a vCPU spins in the guest, other
-// goroutines still run and a stop-the-world collection completes; the vCPU
-// stays in the guest throughout and a kick still stops it.
+// TestRunDoesNotHoldUpTheRuntime: with a single P, while a vCPU spins in
+// the guest, other goroutines still run and stop-the-world collections
+// complete (the runtime takes the P of a thread in KVM_RUN); the vCPU stays
+// in the guest throughout and a kick still stops it.
 func TestRunDoesNotHoldUpTheRuntime(t *testing.T) {
 	vm, _ := testVM(t, 1<<16, []byte{0xeb, 0xfe}) // jmp $
 	c := realModeVCPU(t, vm)

@@ -23,16 +23,14 @@ import (
 // KVM_RUN block and then fail with EAGAIN; Run retries it.
 //
 // The hot path performs no allocations: exit values live in the VCPU.
-// KVM_RUN gives the goroutine's scheduler slot back for its duration
-// (ioctlBlocking), so a vCPU in the guest holds only its OS thread.
 func (c *VCPU) Run() (Exit, error) {
 	c.tid.Store(int32(unix.Gettid()))
 	for {
-		_, errno := ioctlBlocking(c.fd, io(nrRun), 0)
-		if errno == 0 && binary.LittleEndian.Uint32(c.run[runExitReason:]) != exitIntr {
+		_, err := ioctlVal(c.fd, io(nrRun), 0)
+		if err == nil && binary.LittleEndian.Uint32(c.run[runExitReason:]) != exitIntr {
 			return c.decodeExit()
 		}
-		if errno == unix.EAGAIN {
+		if err == unix.EAGAIN {
 			// An application processor still waiting for INIT/SIPI: KVM
 			// blocked it until some event and asks to be called again.
 			if c.kicked.Load() {
@@ -41,8 +39,8 @@ func (c *VCPU) Run() (Exit, error) {
 			}
 			continue
 		}
-		if errno != 0 && errno != unix.EINTR {
-			return nil, fmt.Errorf("kvm: vCPU %d: KVM_RUN: %w", c.id, errno)
+		if err != nil && err != unix.EINTR {
+			return nil, fmt.Errorf("kvm: vCPU %d: KVM_RUN: %w", c.id, err)
 		}
 		// Interrupted by a signal: a kick, or one meant for the Go runtime.
 		if c.kicked.Load() {
