@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -56,7 +57,14 @@ type waitSet struct {
 	tap   syscall.RawConn // the backend's descriptor
 	tapOn bool            // the TAP is in the set
 	evs   [4]unix.EpollEvent
+
+	lastYield time.Time // blocking waits: when the loop last passed through the scheduler (yieldIfDue)
 }
+
+// yieldEvery bounds how long a blocking loop goes without passing through
+// the Go scheduler (see yieldIfDue). It must stay well under the runtime's
+// 10 ms preemption slice (forcePreemptNS in runtime/proc.go, Go 1.26).
+const yieldEvery = 5 * time.Millisecond
 
 // newWaitSet builds the epoll set: the TAP, both kicks and the wake-up
 // eventfd, level-triggered. With blocking, wait blocks the calling thread in
@@ -174,6 +182,7 @@ func (w *waitSet) wait() (uint32, error) {
 // netpoller until the epoll descriptor is readable.
 func (w *waitSet) epollWait() (int, error) {
 	if w.poll == nil {
+		w.yieldIfDue()
 		for {
 			n, err := unix.EpollWait(w.epfd, w.evs[:], -1)
 			if errors.Is(err, unix.EINTR) {
@@ -201,6 +210,29 @@ func (w *waitSet) epollWait() (int, error) {
 		return 0, fmt.Errorf("epoll_wait: %w", werr)
 	}
 	return n, nil
+}
+
+// yieldIfDue lets a loop that blocks in epoll_wait pass through the Go
+// scheduler (runtime.Gosched) if it has not done so for yieldEvery; the
+// loop calls it before every wait and every round of work.
+//
+// Such a goroutine otherwise never passes through the scheduler, and the
+// runtime's sysmon thread takes that for one goroutine running for ever:
+// whenever it next found the loop in a system call (epoll_wait, a TAP read
+// or write, an interrupt eventfd write) it took the loop's P away, and every
+// such retake resets sysmon's sleep to 20 µs. During a TCP transfer that was
+// a few thousand sysmon wake-ups a second, each a context switch and a timer
+// interrupt on the host; with a yield every few milliseconds sysmon keeps
+// nearly to its 10 ms pace (docs/benchmarks.md, session 6). With a netpoller
+// wait the goroutine parks on every wait and needs none of this.
+func (w *waitSet) yieldIfDue() {
+	if w.poll != nil {
+		return
+	}
+	if now := time.Now(); now.Sub(w.lastYield) >= yieldEvery {
+		runtime.Gosched()
+		w.lastYield = now
+	}
 }
 
 // wake makes the current or next wait return errLoopWoken (for stop). It
@@ -302,6 +334,7 @@ func (d *Device) serveLoop(r *activation, w *waitSet, rxk, txk *virtio.EventFDKi
 		if r.stopped() {
 			return nil
 		}
+		w.yieldIfDue()
 		if txDue {
 			txDue = false
 			if err := d.drainTx(r, txq, &st); err != nil {
