@@ -201,3 +201,38 @@ func testWaitSetWake(t *testing.T, blocking bool) {
 	ws.close()
 	ws.wake()
 }
+
+// TestYieldIfDue: a blocking loop records a yield once yieldEvery has
+// passed since the last one, and not before; a netpoller wait never needs
+// one.
+func TestYieldIfDue(t *testing.T) {
+	w := &waitSet{}
+	w.yieldIfDue()
+	if w.lastYield.IsZero() {
+		t.Fatal("no yield on the first call")
+	}
+	later := time.Now().Add(time.Hour) // not due until an hour has passed
+	w.lastYield = later
+	w.yieldIfDue()
+	if !w.lastYield.Equal(later) {
+		t.Errorf("yielded %v before it was due", w.lastYield)
+	}
+	due := time.Now().Add(-yieldEvery)
+	w.lastYield = due
+	w.yieldIfDue()
+	if !w.lastYield.After(due) {
+		t.Errorf("no yield %v after the last", yieldEvery)
+	}
+
+	r, wr, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer wr.Close()
+	polled := &waitSet{poll: r} // stands for the epoll descriptor
+	polled.yieldIfDue()
+	if !polled.lastYield.IsZero() {
+		t.Error("a netpoller wait yielded")
+	}
+}
