@@ -93,3 +93,7 @@ func MakeRaw(fd int) (restore func() error, err error) {
 	}
 	return func() error { return unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
 }
+
+// RunningRequests returns the ioctl requests the console issues after
+// MakeRaw: restoring the terminal's mode (TCSETS).
+func RunningRequests() []uintptr { return []uintptr{unix.TCSETS} }

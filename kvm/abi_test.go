@@ -296,3 +296,27 @@ func TestCapString(t *testing.T) {
 		t.Errorf("Cap(9999) = %q", s)
 	}
 }
+
+func TestRunningRequests(t *testing.T) {
+	// The requests a running VM issues, from the kernel headers by hand:
+	// a seccomp filter built from RunningRequests must let each through.
+	want := []uintptr{
+		0xAE80,     // KVM_RUN
+		0x4008AE61, // KVM_IRQ_LINE
+		0x4020AE76, // KVM_IRQFD
+		0x4040AE79, // KVM_IOEVENTFD
+		0x4008AE6A, // KVM_SET_GSI_ROUTING
+		0x4020AEA5, // KVM_SIGNAL_MSI
+		0x8090AE81, // KVM_GET_REGS
+		0x8138AE83, // KVM_GET_SREGS
+	}
+	got := RunningRequests()
+	if len(got) != len(want) {
+		t.Fatalf("RunningRequests() = %#x, want %#x", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("RunningRequests()[%d] = %#x, want %#x", i, got[i], want[i])
+		}
+	}
+}

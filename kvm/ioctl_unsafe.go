@@ -77,3 +77,23 @@ func ioctlFlex[H any](fd int, dir, nr uintptr, buf []byte) (uintptr, error) {
 	}
 	return ioctl(fd, ioc(dir, nr, size), unsafe.Pointer(&buf[0]))
 }
+
+// RunningRequests returns the ioctl requests this package issues once a VM
+// and its vCPUs are built: KVM_RUN, wiring and unwiring device interrupts
+// and notifications (KVM_IRQ_LINE, KVM_IRQFD, KVM_IOEVENTFD,
+// KVM_SET_GSI_ROUTING, KVM_SIGNAL_MSI), and reading a vCPU's registers for
+// a crash report (KVM_GET_REGS, KVM_GET_SREGS). A seccomp filter for a
+// running VMM allows these and no other KVM request, so nothing can create
+// VMs or vCPUs or change guest memory slots, CPUID or registers.
+func RunningRequests() []uintptr {
+	return []uintptr{
+		io(nrRun),
+		iow(nrIRQLine, unsafe.Sizeof(irqLevel{})),
+		iow(nrIRQFD, unsafe.Sizeof(irqfd{})),
+		iow(nrIOEventFD, unsafe.Sizeof(ioeventfd{})),
+		ioc(iocWrite, nrSetGSIRouting, unsafe.Sizeof(irqRoutingHeader{})),
+		iow(nrSignalMSI, unsafe.Sizeof(msi{})),
+		ior(nrGetRegs, unsafe.Sizeof(Regs{})),
+		ior(nrGetSregs, unsafe.Sizeof(Sregs{})),
+	}
+}

@@ -67,7 +67,7 @@ type Config struct {
 	Input   io.Reader // guest serial input; nil for none
 
 	// MetricsPath, if set, receives a JSON summary (exit counts, boot
-	// times) when the VM stops.
+	// times) when the VM stops. New creates (or truncates) it.
 	MetricsPath string
 
 	// UsernetPath is the user-mode network program (cmd/vmm-usernet) that

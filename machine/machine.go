@@ -78,6 +78,8 @@ type Machine struct {
 	closers   []io.Closer
 	disks     []*blk.Device       // in --disk order, for their counters
 	nets      []*virtionet.Device // in --net order, for their counters
+	helpers   []int               // process IDs of helper processes (vmm-usernet)
+	hasTAP    bool                // a --net uses a TAP
 
 	metrics metrics
 
@@ -103,6 +105,9 @@ func New(cfg Config, log *slog.Logger, start time.Time) (*Machine, error) {
 // build creates everything in order, timing each step for the metrics;
 // on error, Close releases what exists.
 func (m *Machine) build() error {
+	if err := m.openMetrics(); err != nil {
+		return err
+	}
 	last := time.Now()
 	m.metrics.phases = append(m.metrics.phases, Phase{Name: "process", Ms: ms(last.Sub(m.start))})
 	step := func(name string, f func() error) error {
@@ -347,7 +352,7 @@ func (m *Machine) Run() Result {
 	<-m.stopped
 	wg.Wait()
 	m.flushConsole()
-	if m.cfg.MetricsPath != "" {
+	if m.metrics.out != nil {
 		if err := m.writeMetrics(); err != nil {
 			m.log.Warn("write metrics", "err", err)
 		}

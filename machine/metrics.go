@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"sync"
@@ -28,6 +29,32 @@ type metrics struct {
 	markerExits uint64    // exits of all vCPUs when the marker was written
 	phases      []Phase   // start-up steps, in order (written by build only)
 	built       time.Time // end of build
+
+	// Opened by openMetrics before the VM runs, written when it stops:
+	// nothing is opened afterwards (the VMM may be confined by then).
+	out     *os.File // Config.MetricsPath, truncated
+	pagemap *os.File // /proc/self/pagemap, for GuestRSSKiB; nil if unreadable
+}
+
+// openMetrics opens the metrics file (created or truncated now, written
+// when the VM stops) and /proc/self/pagemap, and registers both for Close.
+func (m *Machine) openMetrics() error {
+	if m.cfg.MetricsPath == "" {
+		return nil
+	}
+	out, err := os.OpenFile(m.cfg.MetricsPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("--metrics-file: %w", err)
+	}
+	m.metrics.out = out
+	m.closers = append(m.closers, out)
+	if pm, err := os.Open("/proc/self/pagemap"); err == nil {
+		m.metrics.pagemap = pm
+		m.closers = append(m.closers, pm)
+	} else {
+		m.log.Warn("metrics: guest_rss_kib will be 0", "err", err)
+	}
+	return nil
 }
 
 // Phase is one step of the VMM's start-up and its wall time.
@@ -134,12 +161,12 @@ func (m *Machine) report() Report {
 	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {
 		r.MaxRSSKiB = ru.Maxrss
 	}
-	if m.mem != nil {
+	if m.mem != nil && mt.pagemap != nil {
 		var hosts [][]byte
 		for _, reg := range m.mem.Regions() {
 			hosts = append(hosts, reg.Host())
 		}
-		if n, err := residentBytes(hosts); err == nil {
+		if n, err := residentBytes(mt.pagemap, hosts); err == nil {
 			r.GuestRSSKiB = int64(n >> 10)
 		}
 	}
@@ -147,15 +174,11 @@ func (m *Machine) report() Report {
 }
 
 // residentBytes counts the bytes of the given page-aligned host buffers
-// (guest RAM regions) that are mapped to memory, from /proc/self/pagemap
-// (bit 63, "page present"). reflect gives their addresses without unsafe.
-// Pages the guest has only read may map the shared zero page; they count.
-func residentBytes(mappings [][]byte) (uint64, error) {
-	f, err := os.Open("/proc/self/pagemap")
-	if err != nil {
-		return 0, fmt.Errorf("metrics: %w", err)
-	}
-	defer f.Close()
+// (guest RAM regions) that are mapped to memory, from pagemap, this
+// process's /proc/self/pagemap (bit 63, "page present"). reflect gives
+// their addresses without unsafe. Pages the guest has only read may map
+// the shared zero page; they count.
+func residentBytes(pagemap io.ReaderAt, mappings [][]byte) (uint64, error) {
 	page := uint64(unix.Getpagesize())
 	var total uint64
 	buf := make([]byte, 8*4096)
@@ -168,7 +191,7 @@ func residentBytes(mappings [][]byte) (uint64, error) {
 		off := addr / page * 8
 		for pages > 0 {
 			n := min(pages, uint64(len(buf)/8))
-			if _, err := f.ReadAt(buf[:n*8], int64(off)); err != nil {
+			if _, err := pagemap.ReadAt(buf[:n*8], int64(off)); err != nil {
 				return 0, fmt.Errorf("metrics: pagemap: %w", err)
 			}
 			total += presentPages(buf[:n*8]) * page
@@ -196,7 +219,7 @@ func (m *Machine) writeMetrics() error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(m.cfg.MetricsPath, append(b, '\n'), 0o644); err != nil {
+	if _, err := m.metrics.out.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"os"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -13,14 +14,19 @@ func TestResidentBytes(t *testing.T) {
 		t.Fatalf("mmap: %v", err)
 	}
 	defer unix.Munmap(b)
-	before, err := residentBytes([][]byte{b})
+	pagemap, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pagemap.Close()
+	before, err := residentBytes(pagemap, [][]byte{b})
 	if err != nil {
 		t.Fatalf("residentBytes: %v", err)
 	}
 	for i := 0; i < 64; i += 4 {
 		b[i*page] = 1
 	}
-	after, err := residentBytes([][]byte{b, nil})
+	after, err := residentBytes(pagemap, [][]byte{b, nil})
 	if err != nil {
 		t.Fatalf("residentBytes: %v", err)
 	}

@@ -1,53 +1,56 @@
-// Package sandbox confines the VMM's helper processes with a seccomp filter
-// on all of their threads: a network helper (vmm-usernet, which parses the
-// guest's TCP/IP traffic) may use sockets and what the Go runtime needs,
-// and every other system call fails with EPERM, so code that took over the
-// helper cannot open files, run programs or trace processes.
+// Package sandbox confines vmm and its helper processes with seccomp filters
+// on all of their threads. Each filter allows what one process still needs
+// once it is set up, and every other system call fails with EPERM, so code
+// that took it over cannot open files, run programs or trace processes:
+//
+//   - ConfineNetworkHelper: a network helper (vmm-usernet, which parses the
+//     guest's TCP/IP traffic) keeps sockets and the Go runtime;
+//   - ConfineVMM: a built VM keeps the descriptors it holds, the ioctl
+//     requests it names and the Go runtime (vmm.go).
 package sandbox
 
 import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/abi/linux"
+	"gvisor.dev/gvisor/pkg/bpf"
 	"gvisor.dev/gvisor/pkg/seccomp"
 )
 
 // errnoDenied is what a refused system call returns.
 const errnoDenied = uint16(unix.EPERM)
 
-// networkHelperRules are the system calls a network helper makes once it
-// is serving: the Go runtime's (threads, memory, signals, timers, the
-// netpoller) and sockets. Files already open (its packet socket, stderr)
-// keep working; nothing new can be opened but sockets.
-func networkHelperRules() seccomp.SyscallRules {
-	allow := seccomp.MatchAll{}
-	noExec := func(protArg int) seccomp.SyscallRule {
-		var r seccomp.PerArg
-		for i := range r {
-			r[i] = seccomp.AnyValue{}
-		}
-		r[protArg] = seccomp.MaskedEqual(unix.PROT_EXEC, 0)
-		return r
+// retLog is SECCOMP_RET_LOG (linux/seccomp.h): allow the call and log it.
+const retLog = 0x7ffc0000
+
+// allow matches a system call whatever its arguments.
+var allow = seccomp.MatchAll{}
+
+// noExec allows a call whose protection argument (number protArg) does not
+// ask for PROT_EXEC: memory is never executable.
+func noExec(protArg int) seccomp.SyscallRule {
+	var r seccomp.PerArg
+	for i := range r {
+		r[i] = seccomp.AnyValue{}
 	}
-	inet := seccomp.Or{
-		seccomp.PerArg{seccomp.EqualTo(unix.AF_INET)},
-		seccomp.PerArg{seccomp.EqualTo(unix.AF_INET6)},
-	}
-	return seccomp.MakeSyscallRules(map[uintptr]seccomp.SyscallRule{
+	r[protArg] = seccomp.MaskedEqual(unix.PROT_EXEC, 0)
+	return r
+}
+
+// runtimeRules are the system calls the Go runtime makes in a process that
+// runs (threads, memory, signals, timers, the netpoller, exiting), plus
+// I/O on descriptors the process already holds. pid is the process's own:
+// signals go to its own threads only.
+func runtimeRules(pid int) map[uintptr]seccomp.SyscallRule {
+	return map[uintptr]seccomp.SyscallRule{
 		// I/O on descriptors it has.
 		unix.SYS_READ: allow, unix.SYS_WRITE: allow, unix.SYS_READV: allow, unix.SYS_WRITEV: allow,
 		unix.SYS_PREAD64: allow, unix.SYS_CLOSE: allow, unix.SYS_FCNTL: allow,
 		unix.SYS_FSTAT: allow, unix.SYS_NEWFSTATAT: allow,
-		// Go copies between two sockets with splice(2) through a pipe.
-		unix.SYS_SPLICE: allow,
 		// The netpoller and wake-ups.
 		unix.SYS_EPOLL_CREATE1: allow, unix.SYS_EPOLL_CTL: allow, unix.SYS_EPOLL_PWAIT: allow,
 		unix.SYS_EPOLL_WAIT: allow, unix.SYS_EVENTFD2: allow, unix.SYS_PIPE2: allow,
-		// Sockets: the NAT's and the forwards' host sockets (IPv4/IPv6 only).
-		unix.SYS_SOCKET: inet, unix.SYS_CONNECT: allow, unix.SYS_BIND: allow, unix.SYS_LISTEN: allow,
-		unix.SYS_ACCEPT4: allow, unix.SYS_GETSOCKNAME: allow, unix.SYS_GETPEERNAME: allow,
-		unix.SYS_SETSOCKOPT: allow, unix.SYS_GETSOCKOPT: allow, unix.SYS_SENDTO: allow,
-		unix.SYS_RECVFROM: allow, unix.SYS_SENDMSG: allow, unix.SYS_RECVMSG: allow, unix.SYS_SHUTDOWN: allow,
 		// Memory, never executable.
 		unix.SYS_MMAP: noExec(2), unix.SYS_MPROTECT: noExec(2), unix.SYS_MUNMAP: allow, unix.SYS_MADVISE: allow,
 		// Threads (clone only with CLONE_THREAD), scheduling, signals, time.
@@ -56,11 +59,12 @@ func networkHelperRules() seccomp.SyscallRules {
 		unix.SYS_NANOSLEEP: allow, unix.SYS_CLOCK_NANOSLEEP: allow, unix.SYS_CLOCK_GETTIME: allow,
 		unix.SYS_GETTIMEOFDAY: allow, unix.SYS_GETRANDOM: allow,
 		unix.SYS_RT_SIGACTION: allow, unix.SYS_RT_SIGPROCMASK: allow, unix.SYS_RT_SIGRETURN: allow,
-		unix.SYS_SIGALTSTACK: allow, unix.SYS_GETPID: allow, unix.SYS_GETTID: allow, unix.SYS_TGKILL: allow,
+		unix.SYS_SIGALTSTACK: allow, unix.SYS_GETPID: allow, unix.SYS_GETTID: allow,
+		unix.SYS_TGKILL:          seccomp.PerArg{seccomp.EqualTo(pid)},
 		unix.SYS_RESTART_SYSCALL: allow, unix.SYS_EXIT: allow, unix.SYS_EXIT_GROUP: allow,
 		// New threads of a cgo build (glibc) register these.
 		unix.SYS_RSEQ: allow, unix.SYS_SET_ROBUST_LIST: allow,
-	})
+	}
 }
 
 // notImplemented are answered with ENOSYS instead of EPERM: clone3's flags
@@ -72,17 +76,21 @@ func notImplemented() seccomp.SyscallRules {
 	})
 }
 
-// ConfineNetworkHelper installs the network helper's filter on every thread
-// of the calling process (and threads it creates later). It cannot be
-// undone. Call it once the helper holds what it needs from the file system.
-func ConfineNetworkHelper() error {
+// install builds a filter that allows rules, answers notImplemented with
+// ENOSYS and refuses everything else with EPERM, and installs it on every
+// thread of the calling process (and threads it creates later). With
+// logOnly the refusals become SECCOMP_RET_LOG: the call goes through and
+// the kernel logs it (an audit record, type 1326, with the call's number),
+// which shows what a filter is missing without breaking the process.
+func install(rules seccomp.SyscallRules, logOnly bool) error {
+	deny := seccomp.ReturnError.Code(errnoDenied)
 	p := seccomp.Program{
 		RuleSets: []seccomp.RuleSet{
-			{Rules: networkHelperRules(), Action: seccomp.Allow},
+			{Rules: rules, Action: seccomp.Allow},
 			{Rules: notImplemented(), Action: seccomp.ReturnError.Code(uint16(unix.ENOSYS))},
 		},
 		Options: seccomp.ProgramOptions{
-			DefaultAction: seccomp.ReturnError.Code(errnoDenied),
+			DefaultAction: deny,
 			BadArchAction: seccomp.KillProcess,
 		},
 	}
@@ -90,8 +98,25 @@ func ConfineNetworkHelper() error {
 	if err != nil {
 		return fmt.Errorf("sandbox: build seccomp filter: %w", err)
 	}
+	if logOnly {
+		instrs = denialsLogged(instrs)
+	}
 	if err := seccomp.SetFilter(instrs); err != nil {
 		return fmt.Errorf("sandbox: install seccomp filter: %w", err)
 	}
 	return nil
+}
+
+// denialsLogged turns every "return EPERM" of a built filter into "allow
+// and log". gVisor's program builder has no log action; the EPERM return
+// value is used by nothing but the default action.
+func denialsLogged(instrs []bpf.Instruction) []bpf.Instruction {
+	denied := uint32(linux.SECCOMP_RET_ERRNO.WithReturnCode(errnoDenied))
+	out := append([]bpf.Instruction(nil), instrs...)
+	for i, in := range out {
+		if in.OpCode == bpf.Ret|bpf.K && in.K == denied {
+			out[i].K = retLog
+		}
+	}
+	return out
 }

@@ -17,8 +17,17 @@ import (
 const childEnv = "SANDBOX_TEST_CHILD"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "network-helper" {
-		if err := confinedChild(); err != nil {
+	var child func() error
+	switch os.Getenv(childEnv) {
+	case "network-helper":
+		child = confinedChild
+	case "vmm":
+		child = confinedVMM
+	case "vmm-log":
+		child = loggedVMM
+	}
+	if child != nil {
+		if err := child(); err != nil {
 			fmt.Println("FAIL:", err)
 			os.Exit(1)
 		}
@@ -82,21 +91,26 @@ func confinedChild() error {
 	return nil
 }
 
-func TestConfineNetworkHelper(t *testing.T) {
+// runChild runs this test binary as the child named role and fails t
+// unless the child reports OK.
+func runChild(t *testing.T, role string) {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=network-helper")
+	cmd.Env = append(os.Environ(), childEnv+"="+role)
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "OK") {
-		t.Fatalf("confined child: %v\n%s", err, out)
+		t.Fatalf("confined child %s: %v\n%s", role, err, out)
 	}
 }
 
+func TestConfineNetworkHelper(t *testing.T) { runChild(t, "network-helper") }
+
 func TestRulesBuild(t *testing.T) {
-	if networkHelperRules().Size() < 40 {
-		t.Errorf("%d rules", networkHelperRules().Size())
+	if networkHelperRules(1).Size() < 40 {
+		t.Errorf("%d rules", networkHelperRules(1).Size())
 	}
 }

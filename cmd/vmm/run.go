@@ -16,6 +16,7 @@ import (
 	"github.com/vmm-dev/vmm/console"
 	"github.com/vmm-dev/vmm/machine"
 	"github.com/vmm-dev/vmm/network"
+	"github.com/vmm-dev/vmm/sandbox"
 )
 
 const runExample = `Example:
@@ -52,9 +53,11 @@ func runCommand(start time.Time) *cli.Command {
 			&cli.StringFlag{Name: "memory", Value: "512M", Usage: "guest RAM `SIZE`, e.g. 512M or 2G"},
 			&cli.StringSliceFlag{Name: "disk", Usage: "virtio-blk disk `SPEC` path=FILE[,readonly=on]; repeat for /dev/vdb, ..."},
 			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net device `SPEC`: tap=NAME, tap[,bridge=BR] or user[,hostfwd=tcp::8080-:80], each [,mac=MAC]; repeatable"},
-			&cli.StringFlag{Name: "metrics-file", Usage: "write exit counts and boot times as JSON to `FILE` when the VM stops"},
+			&cli.StringFlag{Name: "metrics-file", Usage: "write exit counts and boot times as JSON to `FILE` when the VM stops (created when it starts)"},
 			&cli.StringFlag{Name: "kvm", Value: "/dev/kvm", Usage: "KVM device `PATH`"},
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error (logs go to stderr)"},
+			&cli.StringFlag{Name: "seccomp", Value: "on", EnvVars: []string{"VMM_SECCOMP"}, Usage: "confine vmm with a seccomp filter once the VM is built: " +
+				"on (a refused system call fails with EPERM), log (allowed, and logged by the kernel as an audit record) or off"},
 			&cli.StringFlag{Name: "cpu-profile", Hidden: true, Usage: "write a Go CPU profile of the VMM to `FILE` (for finding where the VMM spends its time)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -65,6 +68,10 @@ func runCommand(start time.Time) *cli.Command {
 			if err != nil {
 				return cli.Exit(err.Error(), exitVMMError)
 			}
+			confine, err := parseSeccomp(c.String("seccomp"))
+			if err != nil {
+				return cli.Exit(err.Error(), exitVMMError)
+			}
 			if p := c.String("cpu-profile"); p != "" {
 				stop, err := startCPUProfile(p)
 				if err != nil {
@@ -72,7 +79,7 @@ func runCommand(start time.Time) *cli.Command {
 				}
 				defer stop()
 			}
-			return cli.Exit(runVM(cfg, log, start))
+			return cli.Exit(runVM(cfg, log, start, confine))
 		},
 	}
 }
@@ -118,6 +125,27 @@ func runConfig(c *cli.Context) (machine.Config, *slog.Logger, error) {
 }
 
 // parseDisk parses "path=FILE[,readonly=on|off]".
+// seccompMode is how --seccomp confines the VMM.
+type seccompMode int
+
+const (
+	seccompOn  seccompMode = iota // refused calls fail with EPERM
+	seccompLog                    // refused calls are logged and go through
+	seccompOff
+)
+
+func parseSeccomp(s string) (seccompMode, error) {
+	switch s {
+	case "on", "true", "yes":
+		return seccompOn, nil
+	case "log":
+		return seccompLog, nil
+	case "off", "false", "no":
+		return seccompOff, nil
+	}
+	return seccompOff, fmt.Errorf("--seccomp %q: want on, log or off", s)
+}
+
 func parseDisk(s string) (machine.DiskConfig, error) {
 	var d machine.DiskConfig
 	for _, kv := range strings.Split(s, ",") {
@@ -199,12 +227,13 @@ func parseNet(s string) (machine.NetConfig, error) {
 
 // runVM builds and runs the VM and maps how it ended to a message and an
 // exit status.
-func runVM(cfg machine.Config, log *slog.Logger, start time.Time) (string, int) {
+func runVM(cfg machine.Config, log *slog.Logger, start time.Time, confine seccompMode) (string, int) {
 	reserveSchedulerProcs(cfg)
 	var m *machine.Machine
 	quit := func() { m.Stop(machine.Result{Reason: machine.StopUser}) }
 	stdin := int(os.Stdin.Fd())
-	if console.IsTerminal(stdin) {
+	rawTerminal := console.IsTerminal(stdin)
+	if rawTerminal {
 		restore, err := console.MakeRaw(stdin)
 		if err != nil {
 			return "terminal raw mode: " + err.Error(), exitVMMError
@@ -225,6 +254,20 @@ func runVM(cfg machine.Config, log *slog.Logger, start time.Time) (string, int) 
 		return err.Error(), exitVMMError
 	}
 	defer m.Close()
+	if confine != seccompOff {
+		p := m.Confinement()
+		if rawTerminal {
+			p.Ioctls = append(p.Ioctls, console.RunningRequests()...)
+		}
+		p.LogOnly = confine == seccompLog
+		// Log lines carry the local time zone, read from a file the first
+		// time it is needed: read it while files can still be opened.
+		_, _ = time.Now().Zone()
+		if err := sandbox.ConfineVMM(p); err != nil {
+			return err.Error(), exitVMMError
+		}
+		log.Debug("confined by seccomp", "log_only", p.LogOnly, "ioctls", len(p.Ioctls), "helpers", p.Helpers)
+	}
 	stopSignals := make(chan struct{})
 	defer close(stopSignals)
 	go func() {

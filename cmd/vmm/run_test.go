@@ -29,6 +29,19 @@ func TestParseDisk(t *testing.T) {
 	}
 }
 
+func TestParseSeccomp(t *testing.T) {
+	for in, want := range map[string]seccompMode{"on": seccompOn, "log": seccompLog, "off": seccompOff, "false": seccompOff} {
+		if got, err := parseSeccomp(in); err != nil || got != want {
+			t.Errorf("parseSeccomp(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "ON", "audit"} {
+		if _, err := parseSeccomp(in); err == nil {
+			t.Errorf("parseSeccomp(%q) accepted", in)
+		}
+	}
+}
+
 // TestBadInputOneLine runs the real binary: each bad invocation must print
 // one line on stderr and exit 1 before touching KVM.
 func TestBadInputOneLine(t *testing.T) {
@@ -53,6 +66,7 @@ func TestBadInputOneLine(t *testing.T) {
 		{"run", "--kernel", kernel, "--disk", "path=" + disk + ",readonly=maybe", nokvm},
 		{"run", "--kernel", kernel, "--disk", "path=" + disk + ",readonly=on", nokvm}, // no /dev/kvm
 		{"run", "--kernel", kernel, "extra-arg", nokvm},
+		{"run", "--kernel", kernel, "--seccomp", "maybe", nokvm},
 	}
 	for _, args := range cases {
 		cmd := exec.Command(bin, args...)

@@ -204,3 +204,7 @@ func (t *TAP) SetGuestOffloads(features uint64) error {
 }
 
 var _ network.Pollable = (*TAP)(nil)
+
+// RunningRequests returns the ioctl requests an open TAP issues while the
+// guest runs: TUNSETOFFLOAD, when the guest's driver accepts offloads.
+func RunningRequests() []uintptr { return []uintptr{unix.TUNSETOFFLOAD} }

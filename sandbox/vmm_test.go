@@ -1,0 +1,112 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// confinedVMM confines itself as a VMM that may issue TCGETS, then checks
+// that held descriptors and the runtime still work and that files,
+// programs, sockets, other ioctls, signals to other processes and
+// executable memory are refused.
+func confinedVMM() error {
+	disk, err := os.CreateTemp("", "sandbox-disk")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(disk.Name())
+	defer disk.Close()
+	if err := ConfineVMM(VMM{Ioctls: []uintptr{unix.TCGETS}}); err != nil {
+		return err
+	}
+	// A disk it holds: positioned, vectored, synced, hole-punched.
+	fd := int(disk.Fd())
+	if _, err := unix.Pwritev(fd, [][]byte{[]byte("sector"), make([]byte, 4090)}, 0); err != nil {
+		return fmt.Errorf("pwritev: %v", err)
+	}
+	buf := make([]byte, 6)
+	if _, err := unix.Preadv(fd, [][]byte{buf}, 0); err != nil || string(buf) != "sector" {
+		return fmt.Errorf("preadv: %q, %v", buf, err)
+	}
+	if err := unix.Fdatasync(fd); err != nil {
+		return fmt.Errorf("fdatasync: %v", err)
+	}
+	if err := unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, 4096); err != nil &&
+		!errors.Is(err, unix.EOPNOTSUPP) {
+		return fmt.Errorf("fallocate: %v", err)
+	}
+	// Eventfds (device notifications) are still made at run time.
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("eventfd: %v", err)
+	}
+	unix.Close(efd)
+	// The ioctl it names reaches the kernel (a file is no terminal); others do not.
+	if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); !errors.Is(err, unix.ENOTTY) {
+		return fmt.Errorf("TCGETS on a file: %v, want ENOTTY", err)
+	}
+	if err := unix.IoctlSetPointerInt(0, unix.TIOCSTI, 'x'); !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("TIOCSTI: %v, want EPERM", err)
+	}
+	// Nothing new from the file system, no programs, no sockets.
+	if _, err := os.Open("/proc/self/status"); !errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("open after confinement: %v, want EPERM", err)
+	}
+	if err := exec.Command("/bin/true").Run(); err == nil {
+		return errors.New("exec after confinement succeeded")
+	}
+	if _, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0); !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("socket: %v, want EPERM", err)
+	}
+	// No signals to other processes (it has no helpers), no executable memory.
+	if err := unix.Kill(os.Getppid(), 0); !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("kill parent: %v, want EPERM", err)
+	}
+	if _, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("mmap PROT_EXEC: %v, want EPERM", err)
+	}
+	// New locked threads (vCPUs) and the garbage collector.
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+		}()
+	}
+	wg.Wait()
+	runtime.GC()
+	return nil
+}
+
+// loggedVMM confines itself in log-only mode: a call the filter would
+// refuse goes through.
+func loggedVMM() error {
+	if err := ConfineVMM(VMM{LogOnly: true}); err != nil {
+		return err
+	}
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return fmt.Errorf("open with a log-only filter: %v", err)
+	}
+	return f.Close()
+}
+
+func TestConfineVMM(t *testing.T)        { runChild(t, "vmm") }
+func TestConfineVMMLogOnly(t *testing.T) { runChild(t, "vmm-log") }
+
+func TestVMMRules(t *testing.T) {
+	// Ioctls add ioctl; helpers add kill, pidfd_send_signal, waitid, wait4.
+	without := vmmRules(1, VMM{}).Size()
+	with := vmmRules(1, VMM{Ioctls: []uintptr{unix.TCSETS}, Helpers: []int{2}}).Size()
+	if with != without+5 {
+		t.Errorf("rules: %d without ioctls and helpers, %d with", without, with)
+	}
+}
