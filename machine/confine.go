@@ -6,15 +6,25 @@ import (
 	"github.com/vmm-dev/vmm/sandbox"
 )
 
-// Confinement describes what the built VM still needs from the kernel
-// while it runs and stops, for sandbox.ConfineVMM: the KVM requests of a
-// running VM, a TAP's offload setting if it has a TAP, and its helper
+// Confinement describes what a VM built from cfg still needs from the
+// kernel while it runs and stops, for sandbox.ConfineVMM: the KVM requests
+// of a running VM, a TAP's offload setting if it has a TAP, and its helper
 // processes (killed when it stops). Everything else it needs is open by
-// the time New returns.
-func (m *Machine) Confinement() sandbox.VMM {
-	p := sandbox.VMM{Ioctls: kvm.RunningRequests(), Helpers: append([]int(nil), m.helpers...)}
-	if m.hasTAP {
-		p.Ioctls = append(p.Ioctls, tap.RunningRequests()...)
+// the time New returns. It depends on cfg alone, so that the filter can be
+// built while New builds the VM.
+func Confinement(cfg Config) sandbox.VMM {
+	p := sandbox.VMM{Ioctls: kvm.RunningRequests()}
+	tapAdded := false
+	for _, n := range cfg.Nets {
+		switch n.Backend {
+		case NetTAP:
+			if !tapAdded {
+				p.Ioctls = append(p.Ioctls, tap.RunningRequests()...)
+				tapAdded = true
+			}
+		case NetUser:
+			p.Helpers = true
+		}
 	}
 	return p
 }

@@ -78,8 +78,6 @@ type Machine struct {
 	closers   []io.Closer
 	disks     []*blk.Device       // in --disk order, for their counters
 	nets      []*virtionet.Device // in --net order, for their counters
-	helpers   []int               // process IDs of helper processes (vmm-usernet)
-	hasTAP    bool                // a --net uses a TAP
 
 	metrics metrics
 

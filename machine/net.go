@@ -53,7 +53,6 @@ func (m *Machine) newBackend(i int, n NetConfig) (network.Backend, network.MAC, 
 		if mac.IsZero() {
 			mac = network.GenerateMAC("tap/" + strconv.Itoa(i) + "/" + n.TAP)
 		}
-		m.hasTAP = true
 		m.log.Info("tap", "name", t.Name(), "created", t.Created(), "bridge", n.Bridge)
 		return t, mac, nil
 	case NetUser:
@@ -72,7 +71,6 @@ func (m *Machine) newBackend(i int, n NetConfig) (network.Backend, network.MAC, 
 		if err != nil {
 			return nil, mac, err
 		}
-		m.helpers = append(m.helpers, b.Pid())
 		m.log.Info("user-mode network", "program", path, "pid", b.Pid())
 		return b, mac, nil
 	}

@@ -34,5 +34,9 @@ func networkHelperRules(pid int) seccomp.SyscallRules {
 // of the calling process (and threads it creates later). It cannot be
 // undone. Call it once the helper holds what it needs from the file system.
 func ConfineNetworkHelper() error {
-	return install(networkHelperRules(os.Getpid()), false)
+	instrs, err := build(networkHelperRules(os.Getpid()), false)
+	if err != nil {
+		return err
+	}
+	return (&Filter{instrs: instrs}).Install()
 }

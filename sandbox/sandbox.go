@@ -76,13 +76,12 @@ func notImplemented() seccomp.SyscallRules {
 	})
 }
 
-// install builds a filter that allows rules, answers notImplemented with
-// ENOSYS and refuses everything else with EPERM, and installs it on every
-// thread of the calling process (and threads it creates later). With
-// logOnly the refusals become SECCOMP_RET_LOG: the call goes through and
-// the kernel logs it (an audit record, type 1326, with the call's number),
-// which shows what a filter is missing without breaking the process.
-func install(rules seccomp.SyscallRules, logOnly bool) error {
+// build builds a filter that allows rules, answers notImplemented with
+// ENOSYS and refuses everything else with EPERM. With logOnly the refusals
+// become SECCOMP_RET_LOG: the call goes through and the kernel logs it (an
+// audit record, type 1326, with the call's number), which shows what a
+// filter is missing without breaking the process.
+func build(rules seccomp.SyscallRules, logOnly bool) ([]bpf.Instruction, error) {
 	deny := seccomp.ReturnError.Code(errnoDenied)
 	p := seccomp.Program{
 		RuleSets: []seccomp.RuleSet{
@@ -96,15 +95,12 @@ func install(rules seccomp.SyscallRules, logOnly bool) error {
 	}
 	instrs, _, err := p.Build()
 	if err != nil {
-		return fmt.Errorf("sandbox: build seccomp filter: %w", err)
+		return nil, fmt.Errorf("sandbox: build seccomp filter: %w", err)
 	}
 	if logOnly {
 		instrs = denialsLogged(instrs)
 	}
-	if err := seccomp.SetFilter(instrs); err != nil {
-		return fmt.Errorf("sandbox: install seccomp filter: %w", err)
-	}
-	return nil
+	return instrs, nil
 }
 
 // denialsLogged turns every "return EPERM" of a built filter into "allow

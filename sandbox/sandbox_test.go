@@ -25,6 +25,8 @@ func TestMain(m *testing.M) {
 		child = confinedVMM
 	case "vmm-log":
 		child = loggedVMM
+	case "vmm-helper":
+		child = vmmWithHelper
 	}
 	if child != nil {
 		if err := child(); err != nil {

@@ -1,9 +1,11 @@
 package sandbox
 
 import (
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/bpf"
 	"gvisor.dev/gvisor/pkg/seccomp"
 )
 
@@ -14,9 +16,12 @@ type VMM struct {
 	// requests, a TAP's offload setting, the terminal's mode. No other
 	// request passes, on any descriptor.
 	Ioctls []uintptr
-	// Helpers are the process IDs of its helper processes (vmm-usernet),
-	// the only processes it may signal, and only with SIGKILL.
-	Helpers []int
+	// Helpers says it has helper processes (vmm-usernet), which it may
+	// kill through their pidfds (SIGKILL only) and reap. It can signal no
+	// other process: kill(2) is refused, and so is a helper's kill where
+	// the kernel has no pidfds (Linux < 5.3), but a helper exits by itself
+	// once its socket closes.
+	Helpers bool
 	// LogOnly lets refused calls through and has the kernel log them
 	// instead (SECCOMP_RET_LOG): for finding what the filter is missing.
 	LogOnly bool
@@ -45,14 +50,9 @@ func vmmRules(pid int, p VMM) seccomp.SyscallRules {
 		}
 		more[unix.SYS_IOCTL] = ioctls
 	}
-	if len(p.Helpers) > 0 {
-		// Helpers are killed at exit and reaped: with a pidfd (the Go
-		// runtime's way) or a process ID.
-		var kill seccomp.Or
-		for _, h := range p.Helpers {
-			kill = append(kill, seccomp.PerArg{seccomp.EqualTo(h), seccomp.EqualTo(unix.SIGKILL)})
-		}
-		more[unix.SYS_KILL] = kill
+	if p.Helpers {
+		// Helpers are killed at exit (os.Process.Kill uses the pidfd the
+		// Go runtime holds for each child) and reaped.
 		more[unix.SYS_PIDFD_SEND_SIGNAL] = seccomp.PerArg{seccomp.AnyValue{}, seccomp.EqualTo(unix.SIGKILL)}
 		more[unix.SYS_WAITID] = allow
 		more[unix.SYS_WAIT4] = allow
@@ -63,11 +63,39 @@ func vmmRules(pid int, p VMM) seccomp.SyscallRules {
 	return seccomp.MakeSyscallRules(rules)
 }
 
-// ConfineVMM installs the VMM's filter on every thread of the calling
-// process (and threads it creates later). It cannot be undone. Call it once
+// Filter is a seccomp filter built and ready to install.
+type Filter struct {
+	instrs []bpf.Instruction
+}
+
+// VMMFilter builds the VMM's filter for p. Building takes a few
+// milliseconds of CPU (far more under emulation), so a VMM can build it
+// while it builds its VM, and install it after.
+func VMMFilter(p VMM) (*Filter, error) {
+	instrs, err := build(vmmRules(os.Getpid(), p), p.LogOnly)
+	if err != nil {
+		return nil, err
+	}
+	return &Filter{instrs: instrs}, nil
+}
+
+// Install installs f on every thread of the calling process (and threads
+// it creates later). It cannot be undone. A VMM installs its filter once
 // the VM is built, before its vCPUs run: from then on a guest that takes
 // over a device emulation finds no file to open, no program to run, no
 // socket to make and no other process to touch.
+func (f *Filter) Install() error {
+	if err := seccomp.SetFilter(f.instrs); err != nil {
+		return fmt.Errorf("sandbox: install seccomp filter: %w", err)
+	}
+	return nil
+}
+
+// ConfineVMM builds the VMM's filter for p and installs it (see Install).
 func ConfineVMM(p VMM) error {
-	return install(vmmRules(os.Getpid(), p), p.LogOnly)
+	f, err := VMMFilter(p)
+	if err != nil {
+		return err
+	}
+	return f.Install()
 }

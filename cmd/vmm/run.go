@@ -246,6 +246,24 @@ func runVM(cfg machine.Config, log *slog.Logger, start time.Time, confine seccom
 	// SIGINT and SIGTERM stop the VM like Ctrl-A x, so that Close runs and
 	// releases what the VMM created (TAP devices, forwarded ports). They are
 	// caught from before New; one that arrives during New is acted on after.
+	// The seccomp filter takes a few ms of CPU to build (far more under
+	// emulation): build it while New builds the VM, install it after.
+	type built struct {
+		f   *sandbox.Filter
+		err error
+	}
+	filter := make(chan built, 1)
+	if confine != seccompOff {
+		p := machine.Confinement(cfg)
+		if rawTerminal {
+			p.Ioctls = append(p.Ioctls, console.RunningRequests()...)
+		}
+		p.LogOnly = confine == seccompLog
+		go func() {
+			f, err := sandbox.VMMFilter(p)
+			filter <- built{f, err}
+		}()
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -255,18 +273,17 @@ func runVM(cfg machine.Config, log *slog.Logger, start time.Time, confine seccom
 	}
 	defer m.Close()
 	if confine != seccompOff {
-		p := m.Confinement()
-		if rawTerminal {
-			p.Ioctls = append(p.Ioctls, console.RunningRequests()...)
-		}
-		p.LogOnly = confine == seccompLog
 		// Log lines carry the local time zone, read from a file the first
 		// time it is needed: read it while files can still be opened.
 		_, _ = time.Now().Zone()
-		if err := sandbox.ConfineVMM(p); err != nil {
-			return err.Error(), exitVMMError
+		b := <-filter
+		if b.err == nil {
+			b.err = b.f.Install()
 		}
-		log.Debug("confined by seccomp", "log_only", p.LogOnly, "ioctls", len(p.Ioctls), "helpers", p.Helpers)
+		if b.err != nil {
+			return b.err.Error(), exitVMMError
+		}
+		log.Debug("confined by seccomp", "log_only", confine == seccompLog)
 	}
 	stopSignals := make(chan struct{})
 	defer close(stopSignals)
