@@ -17,6 +17,10 @@ var ErrReadOnly = errors.New("virtio-blk: disk is read-only")
 // ErrNotSupported is returned by Discard when the file cannot punch holes.
 var ErrNotSupported = errors.New("virtio-blk: operation not supported by the backing file")
 
+// ErrInUse is returned by OpenDisk for a file another open disk holds in a
+// conflicting way: two writers, or a writer and a reader.
+var ErrInUse = errors.New("in use by another VM or disk (a conflicting lock is held on it)")
+
 const (
 	iovMax    = 1024     // IOV_MAX on Linux: the most iovecs one preadv takes
 	zeroChunk = 64 << 10 // bytes per write in the write-zeroes fallback
@@ -43,6 +47,12 @@ type Disk struct {
 // OpenDisk opens path, a regular file or block device, O_RDONLY when
 // readOnly and O_RDWR otherwise. The file must hold at least one sector.
 // The GET_ID serial is derived from the path (see ID).
+//
+// It locks the whole file for as long as it is open (see lockDisk): a
+// writable disk exclusively, a read-only one shared. So a file is written
+// by one disk at a time, in this process or any other, and read-only disks
+// never see another VM's writes land under them. A file system without
+// locks (some network file systems) is used unlocked.
 func OpenDisk(path string, readOnly bool) (*Disk, error) {
 	flags := unix.O_RDWR
 	if readOnly {
@@ -81,6 +91,9 @@ func newDisk(fd int, path string, readOnly bool) (*Disk, error) {
 	if size < SectorSize {
 		return nil, fmt.Errorf("virtio-blk: %s: %d bytes, need at least one %d-byte sector", path, size, SectorSize)
 	}
+	if err := lockDisk(fd, readOnly); err != nil {
+		return nil, fmt.Errorf("virtio-blk: %s: %w", path, err)
+	}
 	d := &Disk{
 		fd:        fd,
 		path:      path,
@@ -100,6 +113,33 @@ func newDisk(fd int, path string, readOnly bool) (*Disk, error) {
 		}
 	}
 	return d, nil
+}
+
+// lockDisk takes an open file description lock (F_OFD_SETLK) on the whole
+// file: a write lock for a writable disk, a read lock for a read-only one.
+// Such a lock belongs to this descriptor, conflicts with the same file
+// opened again in this process as much as in another, and is released
+// when the descriptor is closed, also when the process dies. QEMU holds
+// read locks of this kind on bytes of the images it has open, so a
+// writable disk here also refuses a file a QEMU is using.
+func lockDisk(fd int, readOnly bool) error {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart} // Start 0, Len 0: the whole file
+	if readOnly {
+		lk.Type = unix.F_RDLCK
+	}
+	err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EACCES):
+		if readOnly {
+			return fmt.Errorf("%w; it is open writable elsewhere", ErrInUse)
+		}
+		return fmt.Errorf("%w; two VMs writing one disk would corrupt it (readonly=on everywhere lets them share it)", ErrInUse)
+	case errors.Is(err, unix.ENOLCK), errors.Is(err, unix.EINVAL), errors.Is(err, unix.EOPNOTSUPP):
+		return nil // the file system has no such locks
+	}
+	return fmt.Errorf("lock: %w", err)
 }
 
 // diskID makes the GET_ID string from the path's base name: printable ASCII

@@ -56,6 +56,45 @@ func TestOpenDiskErrors(t *testing.T) {
 	d.Close()
 }
 
+func TestDiskLocks(t *testing.T) {
+	path := tempFile(t, "shared.img", make([]byte, 4096))
+	open := func(readOnly bool) (*Disk, error) { return OpenDisk(path, readOnly) }
+
+	// Read-only disks share the file.
+	r1, err := open(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := open(true)
+	if err != nil {
+		t.Fatalf("second read-only open: %v", err)
+	}
+	// A writer is refused while a reader holds it.
+	if _, err := open(false); !errors.Is(err, ErrInUse) {
+		t.Fatalf("writable open beside readers: %v, want ErrInUse", err)
+	}
+	r1.Close()
+	r2.Close()
+
+	// A writer excludes other writers and readers, until it closes.
+	w, err := open(false)
+	if err != nil {
+		t.Fatalf("writable open of a free file: %v", err)
+	}
+	for _, ro := range []bool{false, true} {
+		_, err := open(ro)
+		if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), path) {
+			t.Errorf("open (readOnly %v) beside a writer: %v, want ErrInUse naming the file", ro, err)
+		}
+	}
+	w.Close()
+	w, err = open(false)
+	if err != nil {
+		t.Fatalf("writable open after the writer closed: %v", err)
+	}
+	w.Close()
+}
+
 func TestDiskCapacityRoundsDown(t *testing.T) {
 	content := pattern(3*512 + 100)
 	p := tempFile(t, "odd.img", content)
