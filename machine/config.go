@@ -62,6 +62,9 @@ type Config struct {
 	MemoryMiB  uint64
 	Disks      []DiskConfig
 	Nets       []NetConfig
+	// RNG adds a virtio entropy device (virtio-rng) fed by the host's
+	// getrandom(2).
+	RNG bool
 
 	Console io.Writer // guest serial output; nil discards
 	Input   io.Reader // guest serial input; nil for none

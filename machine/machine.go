@@ -21,6 +21,7 @@ import (
 	"github.com/vmm-dev/vmm/devices"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	virtionet "github.com/vmm-dev/vmm/devices/virtio/net"
+	"github.com/vmm-dev/vmm/devices/virtio/rng"
 	"github.com/vmm-dev/vmm/kvm"
 	"github.com/vmm-dev/vmm/memory"
 )
@@ -78,6 +79,7 @@ type Machine struct {
 	closers   []io.Closer
 	disks     []*blk.Device       // in --disk order, for their counters
 	nets      []*virtionet.Device // in --net order, for their counters
+	rng       *rng.Device         // with Config.RNG, for its counters
 
 	metrics metrics
 

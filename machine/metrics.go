@@ -14,6 +14,7 @@ import (
 
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	virtionet "github.com/vmm-dev/vmm/devices/virtio/net"
+	"github.com/vmm-dev/vmm/devices/virtio/rng"
 	"github.com/vmm-dev/vmm/kvm"
 )
 
@@ -130,6 +131,7 @@ type Report struct {
 	// dropped or refused (a guest's malformed chains among them).
 	Disks []blk.Stats       `json:"disks,omitempty"`
 	Nets  []virtionet.Stats `json:"nets,omitempty"`
+	RNG   *rng.Stats        `json:"rng,omitempty"` // with --rng
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -156,6 +158,10 @@ func (m *Machine) report() Report {
 	}
 	for _, n := range m.nets {
 		r.Nets = append(r.Nets, n.Stats())
+	}
+	if m.rng != nil {
+		s := m.rng.Stats()
+		r.RNG = &s
 	}
 	var ru unix.Rusage
 	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {

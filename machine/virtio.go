@@ -10,6 +10,7 @@ import (
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	virtiopci "github.com/vmm-dev/vmm/devices/virtio/pci"
+	"github.com/vmm-dev/vmm/devices/virtio/rng"
 	"github.com/vmm-dev/vmm/kvm"
 )
 
@@ -122,7 +123,8 @@ func (r ioeventRegistrar) UnregisterIOEvent(addr uint64, length uint32, fd int) 
 }
 
 // setupPCI creates the PCI host bridge (always: the guest probes for it
-// either way) and one virtio-pci function per disk and per network device.
+// either way) and one virtio-pci function per disk, per network device and
+// for the entropy device.
 func (m *Machine) setupPCI() error {
 	bridge := pcibus.NewHostBridge()
 	if err := m.pio.Register(boot.PCIConfigAddressPort, boot.PCIConfigPortLen, bridge); err != nil {
@@ -168,6 +170,12 @@ func (m *Machine) setupPCI() error {
 	}
 	if err := m.setupNets(add); err != nil {
 		return err
+	}
+	if m.cfg.RNG {
+		m.rng = rng.New()
+		if err := add("rng", m.rng); err != nil {
+			return err
+		}
 	}
 	m.pciWindow = &acpi.PCIWindow{
 		BusStart: 0, BusEnd: 0,

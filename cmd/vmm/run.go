@@ -53,6 +53,7 @@ func runCommand(start time.Time) *cli.Command {
 			&cli.StringFlag{Name: "memory", Value: "512M", Usage: "guest RAM `SIZE`, e.g. 512M or 2G"},
 			&cli.StringSliceFlag{Name: "disk", Usage: "virtio-blk disk `SPEC` path=FILE[,readonly=on]; repeat for /dev/vdb, ..."},
 			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net device `SPEC`: tap=NAME, tap[,bridge=BR] or user[,hostfwd=tcp::8080-:80], each [,mac=MAC]; repeatable"},
+			&cli.BoolFlag{Name: "rng", Usage: "add a virtio entropy device (virtio-rng) that gives the guest bytes from the host's getrandom(2)"},
 			&cli.StringFlag{Name: "metrics-file", Usage: "write exit counts and boot times as JSON to `FILE` when the VM stops (created when it starts)"},
 			&cli.StringFlag{Name: "kvm", Value: "/dev/kvm", Usage: "KVM device `PATH`"},
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error (logs go to stderr)"},
@@ -102,6 +103,7 @@ func runConfig(c *cli.Context) (machine.Config, *slog.Logger, error) {
 		CPUs:        c.Int("cpus"),
 		MemoryMiB:   mem,
 		MetricsPath: c.String("metrics-file"),
+		RNG:         c.Bool("rng"),
 		Console:     os.Stdout,
 	}
 	for _, d := range c.StringSlice("disk") {

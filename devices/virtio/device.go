@@ -26,8 +26,9 @@ import (
 
 // Device IDs (virtio 1.2, 5).
 const (
-	IDNet   = 1
-	IDBlock = 2
+	IDNet     = 1
+	IDBlock   = 2
+	IDEntropy = 4
 )
 
 // Device-independent feature bits (virtio 1.2, 6).

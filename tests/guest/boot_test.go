@@ -36,3 +36,10 @@ func TestBootELFVmlinuxPVH(t *testing.T) {
 	r := bootGuest(t, args...)
 	r.expect(t, exitOK, "VMM-INIT-MARKER", "VMM-TEST-RESULT boot PASS")
 }
+
+// TestEntropyDevice: with --rng the guest's hw_random core picks the
+// virtio entropy device and /dev/hwrng delivers random bytes.
+func TestEntropyDevice(t *testing.T) {
+	r := bootGuest(t, append(stockKernel(t, "rng"), "--rng")...)
+	r.expect(t, exitOK, "VMM-RNG current=virtio_rng.0 bytes=256", "VMM-TEST-RESULT rng PASS")
+}
