@@ -13,7 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// confinedVMM confines itself as a VMM that may issue TCGETS, then checks
+// confinedVMM confines itself as a VMM that may issue TCGETS and
+// KVM_GET_REGS, then checks
 // that held descriptors and the runtime still work and that files,
 // programs, sockets, other ioctls, signals to other processes and
 // executable memory are refused.
@@ -24,7 +25,8 @@ func confinedVMM() error {
 	}
 	defer os.Remove(disk.Name())
 	defer disk.Close()
-	if err := ConfineVMM(VMM{Ioctls: []uintptr{unix.TCGETS}}); err != nil {
+	const kvmGetRegs = 0x8090AE81 // bit 31 set: must match as the kernel sees it
+	if err := ConfineVMM(VMM{Ioctls: []uintptr{unix.TCGETS, kvmGetRegs}}); err != nil {
 		return err
 	}
 	// A disk it holds: positioned, vectored, synced, hole-punched.
@@ -52,6 +54,9 @@ func confinedVMM() error {
 	// The ioctl it names reaches the kernel (a file is no terminal); others do not.
 	if _, err := unix.IoctlGetTermios(fd, unix.TCGETS); !errors.Is(err, unix.ENOTTY) {
 		return fmt.Errorf("TCGETS on a file: %v, want ENOTTY", err)
+	}
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvmGetRegs, 0); errno != unix.ENOTTY {
+		return fmt.Errorf("KVM_GET_REGS on a file: %v, want ENOTTY", errno)
 	}
 	if err := unix.IoctlSetPointerInt(0, unix.TIOCSTI, 'x'); !errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("TIOCSTI: %v, want EPERM", err)

@@ -126,7 +126,6 @@ func runConfig(c *cli.Context) (machine.Config, *slog.Logger, error) {
 	return cfg, log, nil
 }
 
-// parseDisk parses "path=FILE[,readonly=on|off]".
 // seccompMode is how --seccomp confines the VMM.
 type seccompMode int
 
@@ -148,6 +147,7 @@ func parseSeccomp(s string) (seccompMode, error) {
 	return seccompOff, fmt.Errorf("--seccomp %q: want on, log or off", s)
 }
 
+// parseDisk parses "path=FILE[,readonly=on|off]".
 func parseDisk(s string) (machine.DiskConfig, error) {
 	var d machine.DiskConfig
 	for _, kv := range strings.Split(s, ",") {
@@ -227,6 +227,45 @@ func parseNet(s string) (machine.NetConfig, error) {
 	return n, nil
 }
 
+// builtFilter is the result of building the VMM's seccomp filter.
+type builtFilter struct {
+	f   *sandbox.Filter
+	err error
+}
+
+// buildFilter starts building the seccomp filter for a VM of cfg (nil
+// with --seccomp off). It takes a few ms of CPU (far more under
+// emulation), so it runs on another goroutine while New builds the VM;
+// installFilter installs it after.
+func buildFilter(cfg machine.Config, rawTerminal bool, mode seccompMode) <-chan builtFilter {
+	if mode == seccompOff {
+		return nil
+	}
+	p := machine.Confinement(cfg)
+	if rawTerminal {
+		p.Ioctls = append(p.Ioctls, console.RunningRequests()...)
+	}
+	p.LogOnly = mode == seccompLog
+	c := make(chan builtFilter, 1)
+	go func() {
+		f, err := sandbox.VMMFilter(p)
+		c <- builtFilter{f, err}
+	}()
+	return c
+}
+
+// installFilter waits for the filter and installs it on every thread.
+func installFilter(c <-chan builtFilter) error {
+	// Log lines carry the local time zone, read from a file the first
+	// time it is needed: read it while files can still be opened.
+	_, _ = time.Now().Zone()
+	b := <-c
+	if b.err != nil {
+		return b.err
+	}
+	return b.f.Install()
+}
+
 // runVM builds and runs the VM and maps how it ended to a message and an
 // exit status.
 func runVM(cfg machine.Config, log *slog.Logger, start time.Time, confine seccompMode) (string, int) {
@@ -245,27 +284,10 @@ func runVM(cfg machine.Config, log *slog.Logger, start time.Time, confine seccom
 	} else {
 		cfg.Input = os.Stdin
 	}
+	filter := buildFilter(cfg, rawTerminal, confine)
 	// SIGINT and SIGTERM stop the VM like Ctrl-A x, so that Close runs and
 	// releases what the VMM created (TAP devices, forwarded ports). They are
 	// caught from before New; one that arrives during New is acted on after.
-	// The seccomp filter takes a few ms of CPU to build (far more under
-	// emulation): build it while New builds the VM, install it after.
-	type built struct {
-		f   *sandbox.Filter
-		err error
-	}
-	filter := make(chan built, 1)
-	if confine != seccompOff {
-		p := machine.Confinement(cfg)
-		if rawTerminal {
-			p.Ioctls = append(p.Ioctls, console.RunningRequests()...)
-		}
-		p.LogOnly = confine == seccompLog
-		go func() {
-			f, err := sandbox.VMMFilter(p)
-			filter <- built{f, err}
-		}()
-	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -274,16 +296,9 @@ func runVM(cfg machine.Config, log *slog.Logger, start time.Time, confine seccom
 		return err.Error(), exitVMMError
 	}
 	defer m.Close()
-	if confine != seccompOff {
-		// Log lines carry the local time zone, read from a file the first
-		// time it is needed: read it while files can still be opened.
-		_, _ = time.Now().Zone()
-		b := <-filter
-		if b.err == nil {
-			b.err = b.f.Install()
-		}
-		if b.err != nil {
-			return b.err.Error(), exitVMMError
+	if filter != nil {
+		if err := installFilter(filter); err != nil {
+			return err.Error(), exitVMMError
 		}
 		log.Debug("confined by seccomp", "log_only", confine == seccompLog)
 	}
