@@ -14,10 +14,9 @@ import (
 )
 
 // confinedVMM confines itself as a VMM that may issue TCGETS and
-// KVM_GET_REGS, then checks
-// that held descriptors and the runtime still work and that files,
-// programs, sockets, other ioctls, signals to other processes and
-// executable memory are refused.
+// KVM_GET_REGS, then checks that held descriptors and the runtime still
+// work and that files, programs, sockets, other ioctls, signals to other
+// processes and executable memory are refused.
 func confinedVMM() error {
 	disk, err := os.CreateTemp("", "sandbox-disk")
 	if err != nil {
