@@ -112,7 +112,10 @@ func runChild(t *testing.T, role string) {
 func TestConfineNetworkHelper(t *testing.T) { runChild(t, "network-helper") }
 
 func TestRulesBuild(t *testing.T) {
-	if networkHelperRules(1).Size() < 40 {
-		t.Errorf("%d rules", networkHelperRules(1).Size())
+	if n := len(networkHelperRules(1)); n < 40 {
+		t.Errorf("%d rules", n)
+	}
+	if _, err := build(networkHelperRules(1), false); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -129,8 +129,8 @@ func TestConfineVMMLogOnly(t *testing.T) { runChild(t, "vmm-log") }
 
 func TestVMMRules(t *testing.T) {
 	// Ioctls add ioctl; helpers add pidfd_send_signal, waitid, wait4.
-	without := vmmRules(1, VMM{}).Size()
-	with := vmmRules(1, VMM{Ioctls: []uintptr{unix.TCSETS}, Helpers: true}).Size()
+	without := len(vmmRules(1, VMM{}))
+	with := len(vmmRules(1, VMM{Ioctls: []uintptr{unix.TCSETS}, Helpers: true}))
 	if with != without+4 {
 		t.Errorf("rules: %d without ioctls and helpers, %d with", without, with)
 	}

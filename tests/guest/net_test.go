@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -226,9 +227,26 @@ func makePersistentTAP(t *testing.T, name string) {
 	}
 }
 
+// seccompMode returns the Seccomp field of /proc/PID/status: "2" for a
+// process confined by a filter.
+func seccompMode(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Seccomp:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
 // TestNetTAPAttachSIGTERM: vmm attaches to an existing TAP that carries
-// the host address; the exchanges work, SIGTERM while the guest runs stops
-// vmm cleanly (status 0), and the TAP, which vmm did not create, remains.
+// the host address; the exchanges work, vmm is confined by its seccomp
+// filter, SIGTERM while the guest runs stops vmm cleanly (status 0), and
+// the TAP, which vmm did not create, remains.
 func TestNetTAPAttachSIGTERM(t *testing.T) {
 	enterNetns(t)
 	makePersistentTAP(t, "tap0")
@@ -249,6 +267,10 @@ func TestNetTAPAttachSIGTERM(t *testing.T) {
 		"vmm.net.serve=1", "vmm.net.done=http://10.0.2.2:8080/never", "vmm.net.wait=600"),
 		"--net", "tap=tap0")
 	r := runNetGuest(t, srv, "10.0.2.15:80", nil, func(cmd *exec.Cmd) {
+		// While the guest runs and its network is busy, vmm is confined.
+		if mode := seccompMode(t, cmd.Process.Pid); mode != "2" {
+			t.Errorf("vmm seccomp mode %q while the guest runs, want 2 (filter)", mode)
+		}
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Errorf("SIGTERM: %v", err)
 		}
