@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,38 +13,6 @@ import (
 	"github.com/vmm-dev/vmm/devices/virtio/queue/queuetest"
 	"github.com/vmm-dev/vmm/memory"
 )
-
-// fakeIRQ records interrupts and failures.
-type fakeIRQ struct {
-	mu       sync.Mutex
-	notified int
-	failed   error
-	failCh   chan struct{}
-}
-
-func newFakeIRQ() *fakeIRQ { return &fakeIRQ{failCh: make(chan struct{}, 1)} }
-
-func (f *fakeIRQ) Notify(q int) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.notified++
-	return nil
-}
-
-func (f *fakeIRQ) ConfigChanged() error { return nil }
-
-func (f *fakeIRQ) Failed(err error) {
-	f.mu.Lock()
-	f.failed = err
-	f.mu.Unlock()
-	f.failCh <- struct{}{}
-}
-
-func (f *fakeIRQ) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.notified
-}
 
 type harness struct {
 	t        *testing.T
@@ -56,7 +23,7 @@ type harness struct {
 	drv      *queuetest.Driver
 	q        *queue.Queue
 	kick     *virtio.ChanKick
-	irq      *fakeIRQ
+	irq      *queuetest.IRQ
 	features uint64
 }
 
@@ -95,7 +62,7 @@ func (h *harness) activate() {
 		h.t.Fatal(err)
 	}
 	h.kick = virtio.NewChanKick()
-	h.irq = newFakeIRQ()
+	h.irq = queuetest.NewIRQ()
 	if err := h.dev.Activate(h.mem, h.features, []*queue.Queue{h.q}, []virtio.Kick{h.kick}, h.irq); err != nil {
 		h.t.Fatal(err)
 	}
@@ -230,7 +197,7 @@ func TestDeviceReadWrite(t *testing.T) {
 		if s.Requests != 4 || s.ReadBytes != 8192 || s.WrittenBytes != 4096 || s.Flushes != 1 || s.IOErrors != 0 {
 			t.Fatalf("stats %+v", s)
 		}
-		if h.irq.count() == 0 {
+		if h.irq.Notified(0) == 0 {
 			t.Fatal("no interrupt")
 		}
 	}
@@ -343,14 +310,12 @@ func TestDeviceRingFault(t *testing.T) {
 	h := newHarness(t, pattern(8192), false, false)
 	h.drv.SetAvailIdx(1000)
 	h.kick.Signal()
+	var err error
 	select {
-	case <-h.irq.failCh:
+	case err = <-h.irq.Failures:
 	case <-time.After(10 * time.Second):
 		t.Fatal("ring fault not reported")
 	}
-	h.irq.mu.Lock()
-	err := h.irq.failed
-	h.irq.mu.Unlock()
 	if !errors.Is(err, queue.ErrGuest) {
 		t.Fatalf("failure %v", err)
 	}
@@ -383,7 +348,7 @@ func TestDeviceBuffersBeforeActivate(t *testing.T) {
 	if err := q.Activate(h.mem, QueueSize, true); err != nil {
 		t.Fatal(err)
 	}
-	irq := newFakeIRQ()
+	irq := queuetest.NewIRQ()
 	if err := h.dev.Activate(h.mem, h.features, []*queue.Queue{q}, []virtio.Kick{virtio.NewChanKick()}, irq); err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +394,7 @@ func TestDeviceManyRequests(t *testing.T) {
 			}
 		}
 	}
-	if h.irq.count() == 0 {
+	if h.irq.Notified(0) == 0 {
 		t.Fatal("no interrupts")
 	}
 }
@@ -504,7 +469,7 @@ func TestDeviceActivateErrors(t *testing.T) {
 		for i := range kicks {
 			kicks[i] = virtio.NewChanKick()
 		}
-		if err := h.dev.Activate(h.mem, c.features, c.queues, kicks, newFakeIRQ()); err == nil {
+		if err := h.dev.Activate(h.mem, c.features, c.queues, kicks, queuetest.NewIRQ()); err == nil {
 			t.Fatalf("%s: Activate succeeded", c.name)
 		}
 		if err := kicks[0].Wait(); !errors.Is(err, virtio.ErrClosed) {
@@ -512,11 +477,11 @@ func TestDeviceActivateErrors(t *testing.T) {
 		}
 	}
 	k := virtio.NewChanKick()
-	if err := h.dev.Activate(h.mem, ok, []*queue.Queue{q}, []virtio.Kick{k}, newFakeIRQ()); err != nil {
+	if err := h.dev.Activate(h.mem, ok, []*queue.Queue{q}, []virtio.Kick{k}, queuetest.NewIRQ()); err != nil {
 		t.Fatal(err)
 	}
 	k2 := virtio.NewChanKick()
-	if err := h.dev.Activate(h.mem, ok, []*queue.Queue{q}, []virtio.Kick{k2}, newFakeIRQ()); err == nil {
+	if err := h.dev.Activate(h.mem, ok, []*queue.Queue{q}, []virtio.Kick{k2}, queuetest.NewIRQ()); err == nil {
 		t.Fatal("double Activate succeeded")
 	}
 	h.dev.Reset()
@@ -541,7 +506,7 @@ func TestDeviceEventFDKick(t *testing.T) {
 	if err := q.Activate(h.mem, QueueSize, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.dev.Activate(h.mem, h.features, []*queue.Queue{q}, []virtio.Kick{k}, newFakeIRQ()); err != nil {
+	if err := h.dev.Activate(h.mem, h.features, []*queue.Queue{q}, []virtio.Kick{k}, queuetest.NewIRQ()); err != nil {
 		t.Fatal(err)
 	}
 	hdr, _ := drv.Alloc(16)

@@ -105,25 +105,6 @@ func (b *fakeBackend) Close() error {
 	return nil
 }
 
-type fakeIRQ struct {
-	mu       sync.Mutex
-	notified [2]int
-	failCh   chan error
-}
-
-func (f *fakeIRQ) Notify(q int) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if q < 0 || q > 1 {
-		return errors.New("bad queue")
-	}
-	f.notified[q]++
-	return nil
-}
-
-func (f *fakeIRQ) ConfigChanged() error { return nil }
-func (f *fakeIRQ) Failed(err error)     { f.failCh <- err }
-
 type harness struct {
 	t        *testing.T
 	mem      *memory.Guest
@@ -131,7 +112,7 @@ type harness struct {
 	dev      *Device
 	rx, tx   *queuetest.Driver
 	kicks    [2]*virtio.ChanKick
-	irq      *fakeIRQ
+	irq      *queuetest.IRQ
 	features uint64
 }
 
@@ -141,7 +122,7 @@ var testMAC = network.MAC{0x52, 0x54, 0, 0x12, 0x34, 0x56}
 // only) over a fake backend offering backendFeats.
 func newHarness(t *testing.T, backendFeats uint64, mask func(uint64) uint64) *harness {
 	t.Helper()
-	h := &harness{t: t, be: newFakeBackend(backendFeats), irq: &fakeIRQ{failCh: make(chan error, 1)}}
+	h := &harness{t: t, be: newFakeBackend(backendFeats), irq: queuetest.NewIRQ()}
 	var err error
 	if h.mem, err = memory.New([]memory.RegionSpec{{Base: 0, Size: 4 << 20}}); err != nil {
 		t.Fatal(err)
@@ -378,7 +359,7 @@ func TestTransmitHostile(t *testing.T) {
 	h.kicks[TxQueue].Signal()
 	h.waitUsed(h.tx, 1)
 	select {
-	case err := <-h.irq.failCh:
+	case err := <-h.irq.Failures:
 		t.Fatalf("device failed on a backend refusal: %v", err)
 	default:
 	}
@@ -393,7 +374,7 @@ func TestBrokenTxRing(t *testing.T) {
 	}
 	h.kicks[TxQueue].Signal()
 	select {
-	case err := <-h.irq.failCh:
+	case err := <-h.irq.Failures:
 		if !errors.Is(err, queue.ErrGuest) {
 			t.Errorf("failure %v does not wrap ErrGuest", err)
 		}
@@ -415,7 +396,7 @@ func TestBrokenRxRing(t *testing.T) {
 	}
 	h.be.toGuest <- append(hdrBytes(network.Header{}), ethFrame(100, 1)...)
 	select {
-	case err := <-h.irq.failCh:
+	case err := <-h.irq.Failures:
 		if !errors.Is(err, queue.ErrGuest) {
 			t.Errorf("failure %v does not wrap ErrGuest", err)
 		}
@@ -497,9 +478,7 @@ func TestReceiveBatch(t *testing.T) {
 		}
 	}
 	time.Sleep(20 * time.Millisecond)
-	h.irq.mu.Lock()
-	got := h.irq.notified[RxQueue]
-	h.irq.mu.Unlock()
+	got := h.irq.Notified(RxQueue)
 	if got != 1 {
 		t.Errorf("%d rx interrupts for a batch of %d frames, want 1", got, n)
 	}
@@ -703,7 +682,7 @@ func TestActivateChecks(t *testing.T) {
 	mem, _ := memory.New([]memory.RegionSpec{{Base: 0, Size: 1 << 20}})
 	defer mem.Close()
 	k := func() []virtio.Kick { return []virtio.Kick{virtio.NewChanKick(), virtio.NewChanKick()} }
-	irq := &fakeIRQ{failCh: make(chan error, 1)}
+	irq := queuetest.NewIRQ()
 	if err := d.Activate(mem, virtio.FVersion1, []*queue.Queue{nil, nil}, k(), irq); err == nil {
 		t.Error("activated without queues")
 	}
@@ -748,9 +727,7 @@ func TestTransmitLargeFrameNotifiesEarly(t *testing.T) {
 		}
 	}
 	notified := func() int {
-		h.irq.mu.Lock()
-		defer h.irq.mu.Unlock()
-		return h.irq.notified[TxQueue]
+		return h.irq.Notified(TxQueue)
 	}
 	recv()
 	// The device now completes the first frame and blocks sending the

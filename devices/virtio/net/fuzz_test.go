@@ -179,7 +179,7 @@ func FuzzRxDeliver(f *testing.F) {
 		kick := virtio.NewChanKick()
 		kick.Close() // out of buffers ends delivery instead of waiting
 		r := &activation{mem: mem, features: features, queues: []*queue.Queue{q, nil},
-			kicks: []virtio.Kick{kick, kick}, irq: &fakeIRQ{failCh: make(chan error, 1)}, done: make(chan struct{})}
+			kicks: []virtio.Kick{kick, kick}, irq: queuetest.NewIRQ(), done: make(chan struct{})}
 		d, err := New(Config{MAC: testMAC, Backend: newFakeBackend(0)})
 		if err != nil {
 			t.Fatal(err)

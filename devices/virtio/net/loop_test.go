@@ -92,7 +92,7 @@ func testEventLoop(t *testing.T, ownThread bool) {
 			t.Skipf("no eventfd: %v", err)
 		}
 	}
-	irq := &fakeIRQ{failCh: make(chan error, 1)}
+	irq := queuetest.NewIRQ()
 	if err := dev.Activate(mem, dev.Features(), qs, []virtio.Kick{kicks[0], kicks[1]}, irq); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func testEventLoop(t *testing.T, ownThread bool) {
 		t.Errorf("stats %+v", s)
 	}
 	select {
-	case err := <-irq.failCh:
+	case err := <-irq.Failures:
 		t.Errorf("failure reported: %v", err)
 	default:
 	}

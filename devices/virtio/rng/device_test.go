@@ -3,7 +3,6 @@ package rng
 import (
 	"bytes"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,37 +12,13 @@ import (
 	"github.com/vmm-dev/vmm/memory"
 )
 
-// fakeIRQ records interrupts and failures.
-type fakeIRQ struct {
-	mu       sync.Mutex
-	notified int
-	failed   error
-	failCh   chan struct{}
-}
-
-func (f *fakeIRQ) Notify(q int) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.notified++
-	return nil
-}
-
-func (f *fakeIRQ) ConfigChanged() error { return nil }
-
-func (f *fakeIRQ) Failed(err error) {
-	f.mu.Lock()
-	f.failed = err
-	f.mu.Unlock()
-	f.failCh <- struct{}{}
-}
-
 type harness struct {
 	t    *testing.T
 	dev  *Device
 	mem  *memory.Guest
 	drv  *queuetest.Driver
 	kick *virtio.ChanKick
-	irq  *fakeIRQ
+	irq  *queuetest.IRQ
 }
 
 func newHarness(t *testing.T, eventIdx bool) *harness {
@@ -74,7 +49,7 @@ func (h *harness) activate(eventIdx bool) {
 		h.t.Fatal(err)
 	}
 	h.kick = virtio.NewChanKick()
-	h.irq = &fakeIRQ{failCh: make(chan struct{}, 1)}
+	h.irq = queuetest.NewIRQ()
 	if err := h.dev.Activate(h.mem, feat, []*queue.Queue{q}, []virtio.Kick{h.kick}, h.irq); err != nil {
 		h.t.Fatal(err)
 	}
@@ -176,14 +151,12 @@ func TestRingFaultAndReset(t *testing.T) {
 	h := newHarness(t, false)
 	h.drv.SetAvailIdx(1000) // more than the queue size ahead: a broken ring
 	h.kick.Signal()
+	var err error
 	select {
-	case <-h.irq.failCh:
+	case err = <-h.irq.Failures:
 	case <-time.After(10 * time.Second):
 		t.Fatal("ring fault not reported")
 	}
-	h.irq.mu.Lock()
-	err := h.irq.failed
-	h.irq.mu.Unlock()
 	if !errors.Is(err, queue.ErrGuest) || h.dev.Stats().Failures != 1 {
 		t.Fatalf("failure %v, stats %+v", err, h.dev.Stats())
 	}
@@ -204,7 +177,7 @@ func TestActivateChecks(t *testing.T) {
 	}
 	defer mem.Close()
 	k := virtio.NewChanKick()
-	if err := d.Activate(mem, virtio.FVersion1, []*queue.Queue{nil}, []virtio.Kick{k}, &fakeIRQ{}); err == nil {
+	if err := d.Activate(mem, virtio.FVersion1, []*queue.Queue{nil}, []virtio.Kick{k}, queuetest.NewIRQ()); err == nil {
 		t.Fatal("activated without a queue")
 	}
 	if err := k.Wait(); !errors.Is(err, virtio.ErrClosed) {
