@@ -103,7 +103,7 @@ func runInLane() int {
 		// emulated SVM does this now and then (docs/testing.md). Those
 		// tests, and only those, run once more in a new test host; a
 		// second failure stands.
-		fmt.Printf("guest tests: %s: the guest triple-faulted in the nested lane (a known lane failure, docs/testing.md); running just that once more in a new test host\n",
+		fmt.Printf("guest tests: %s: the guest triple-faulted in the nested lane (a known lane failure, docs/testing.md); running only those tests once more, in a new test host\n",
 			strings.Join(names, ", "))
 		rerun := append(append([]string(nil), inner...), "-test.run=^("+strings.Join(names, "|")+")$")
 		status, _ = runLane(root, append(lane, withoutRunFlag(rerun)...))
