@@ -243,6 +243,30 @@ func seccompMode(t *testing.T, pid int) string {
 	return ""
 }
 
+// childPids returns the process IDs of pid's children (from every
+// thread's /proc/PID/task/TID/children).
+func childPids(t *testing.T, pid int) []int {
+	t.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
+		if err != nil {
+			continue // the thread has exited
+		}
+		for _, f := range strings.Fields(string(b)) {
+			var child int
+			if _, err := fmt.Sscan(f, &child); err == nil {
+				pids = append(pids, child)
+			}
+		}
+	}
+	return pids
+}
+
 // TestNetTAPAttachSIGTERM: vmm attaches to an existing TAP that carries
 // the host address; the exchanges work, vmm is confined by its seccomp
 // filter, SIGTERM while the guest runs stops vmm cleanly (status 0), and
@@ -303,7 +327,8 @@ var nobody = &syscall.Credential{Uid: 65534, Gid: 65534}
 // TestNetUser: the same exchanges through user-mode networking, with vmm
 // running as an unprivileged user: DHCP, ping of the gateway, a fetch from
 // the host through NAT (10.0.2.2 stands for the host's 127.0.0.1) and a
-// fetch from the guest through hostfwd.
+// fetch from the guest through hostfwd; meanwhile vmm and vmm-usernet are
+// both confined by their seccomp filters.
 func TestNetUser(t *testing.T) {
 	enterNetns(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -317,7 +342,20 @@ func TestNetUser(t *testing.T) {
 	args := append(stockKernel(t, "net", "vmm.dhcp=1", "vmm.net.get="+base+"/file", "vmm.net.sha256="+srv.sum,
 		"vmm.net.serve=1", "vmm.net.done="+base+"/done", "vmm.net.wait=120"),
 		"--net", fmt.Sprintf("user,hostfwd=tcp:127.0.0.1:%d-:80", fwd))
-	r := runNetGuest(t, srv, fmt.Sprintf("127.0.0.1:%d", fwd), nobody, nil, args...)
+	r := runNetGuest(t, srv, fmt.Sprintf("127.0.0.1:%d", fwd), nobody, func(cmd *exec.Cmd) {
+		// Both vmm and its network helper are confined while the guest
+		// uses the network.
+		if mode := seccompMode(t, cmd.Process.Pid); mode != "2" {
+			t.Errorf("vmm seccomp mode %q, want 2 (filter)", mode)
+		}
+		helpers := childPids(t, cmd.Process.Pid)
+		if len(helpers) != 1 {
+			t.Fatalf("vmm has children %v, want one vmm-usernet", helpers)
+		}
+		if mode := seccompMode(t, helpers[0]); mode != "2" {
+			t.Errorf("vmm-usernet seccomp mode %q, want 2 (filter)", mode)
+		}
+	}, args...)
 	r.expect(t, exitOK, "ip=10.0.2.15/24 gw=10.0.2.2", "VMM-NET ping 10.0.2.2 ok",
 		"VMM-NET get 1048576 bytes sha256="+srv.sum, "VMM-NET host done", "rx_length_errors=0 rx_dropped=0",
 		"VMM-TEST-RESULT net PASS")
