@@ -1,6 +1,8 @@
 package machine
 
 import (
+	"slices"
+
 	"github.com/vmm-dev/vmm/kvm"
 	"github.com/vmm-dev/vmm/network/tap"
 	"github.com/vmm-dev/vmm/sandbox"
@@ -13,18 +15,12 @@ import (
 // the time New returns. It depends on cfg alone, so that the filter can be
 // built while New builds the VM.
 func Confinement(cfg Config) sandbox.VMM {
-	p := sandbox.VMM{Ioctls: kvm.RunningRequests()}
-	tapAdded := false
-	for _, n := range cfg.Nets {
-		switch n.Backend {
-		case NetTAP:
-			if !tapAdded {
-				p.Ioctls = append(p.Ioctls, tap.RunningRequests()...)
-				tapAdded = true
-			}
-		case NetUser:
-			p.Helpers = true
-		}
+	uses := func(backend string) bool {
+		return slices.ContainsFunc(cfg.Nets, func(n NetConfig) bool { return n.Backend == backend })
+	}
+	p := sandbox.VMM{Ioctls: kvm.RunningRequests(), Helpers: uses(NetUser)}
+	if uses(NetTAP) {
+		p.Ioctls = append(p.Ioctls, tap.RunningRequests()...)
 	}
 	return p
 }
