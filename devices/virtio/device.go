@@ -29,6 +29,7 @@ const (
 	IDNet     = 1
 	IDBlock   = 2
 	IDEntropy = 4
+	IDSocket  = 19
 )
 
 // Device-independent feature bits (virtio 1.2, 6).
