@@ -27,6 +27,8 @@ func TestMain(m *testing.M) {
 		child = loggedVMM
 	case "vmm-helper":
 		child = vmmWithHelper
+	case "vmm-unix":
+		child = vmmWithUnixStreams
 	}
 	if child != nil {
 		if err := child(); err != nil {

@@ -19,6 +19,11 @@ type VMM struct {
 	// the kernel has no pidfds (Linux < 5.3), but a helper exits by itself
 	// once its socket closes.
 	Helpers bool
+	// UnixStreams lets it accept connections on the Unix sockets it
+	// listens on and connect new Unix stream sockets (a vsock device's
+	// host end). A socket of any other family or type is still refused,
+	// but the connect can reach any Unix socket the user can write to.
+	UnixStreams bool
 	// LogOnly lets refused calls through and has the kernel log them
 	// instead (SECCOMP_RET_LOG): for finding what the filter is missing.
 	LogOnly bool
@@ -49,6 +54,12 @@ func vmmRules(pid int, p VMM) []rule {
 		anyArgs(unix.SYS_GETRUSAGE), anyArgs(unix.SYS_SETITIMER),
 		anyArgs(unix.SYS_TIMER_CREATE), anyArgs(unix.SYS_TIMER_SETTIME), anyArgs(unix.SYS_TIMER_DELETE),
 	)
+	if p.UnixStreams {
+		stream := uint64(unix.SOCK_STREAM | unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC)
+		rules = append(rules,
+			rule{nr: unix.SYS_SOCKET, alts: []match{{eq(0, unix.AF_UNIX), eq(1, stream), eq(2, 0)}}},
+			anyArgs(unix.SYS_CONNECT), anyArgs(unix.SYS_ACCEPT4), anyArgs(unix.SYS_SHUTDOWN))
+	}
 	if p.Helpers {
 		// Helpers are killed at exit (os.Process.Kill uses the pidfd the
 		// Go runtime holds for each child) and reaped.

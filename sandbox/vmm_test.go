@@ -70,6 +70,9 @@ func confinedVMM() error {
 	if _, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0); !errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("socket: %v, want EPERM", err)
 	}
+	if _, err := unix.Socket(unix.AF_UNIX, unixStream, 0); !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("unix socket without UnixStreams: %v, want EPERM", err)
+	}
 	// No signals to other processes (it has no helpers), no executable memory.
 	if err := unix.Kill(os.Getppid(), 0); !errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("kill parent: %v, want EPERM", err)
@@ -88,6 +91,57 @@ func confinedVMM() error {
 	}
 	wg.Wait()
 	runtime.GC()
+	return nil
+}
+
+// unixStream is the socket type a vsock device's host end makes.
+const unixStream = unix.SOCK_STREAM | unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC
+
+// vmmWithUnixStreams listens on a Unix socket, confines itself as a VMM
+// with UnixStreams, then connects to it and accepts the connection, as a
+// vsock device's host end does; other sockets stay refused.
+func vmmWithUnixStreams() error {
+	dir, err := os.MkdirTemp("", "sandbox-unix")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	path := dir + "/s"
+	ln, err := unix.Socket(unix.AF_UNIX, unixStream, 0)
+	if err != nil {
+		return err
+	}
+	if err := unix.Bind(ln, &unix.SockaddrUnix{Name: path}); err != nil {
+		return err
+	}
+	if err := unix.Listen(ln, 4); err != nil {
+		return err
+	}
+	if err := ConfineVMM(VMM{UnixStreams: true}); err != nil {
+		return err
+	}
+	c, err := unix.Socket(unix.AF_UNIX, unixStream, 0)
+	if err != nil {
+		return fmt.Errorf("unix stream socket: %v", err)
+	}
+	if err := unix.Connect(c, &unix.SockaddrUnix{Name: path}); err != nil {
+		return fmt.Errorf("connect: %v", err)
+	}
+	a, _, err := unix.Accept4(ln, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("accept4: %v", err)
+	}
+	if err := unix.Shutdown(a, unix.SHUT_WR); err != nil {
+		return fmt.Errorf("shutdown: %v", err)
+	}
+	for _, s := range [][2]int{{unix.AF_INET, unixStream}, {unix.AF_UNIX, unix.SOCK_DGRAM | unix.SOCK_CLOEXEC}, {unix.AF_UNIX, unix.SOCK_STREAM}} {
+		if _, err := unix.Socket(s[0], s[1], 0); !errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("socket(%d, %#x): %v, want EPERM", s[0], s[1], err)
+		}
+	}
+	if _, err := os.Open("/proc/self/status"); !errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("open after confinement: %v, want EPERM", err)
+	}
 	return nil
 }
 
@@ -126,6 +180,7 @@ func loggedVMM() error {
 func TestConfineVMM(t *testing.T)        { runChild(t, "vmm") }
 func TestConfineVMMHelper(t *testing.T)  { runChild(t, "vmm-helper") }
 func TestConfineVMMLogOnly(t *testing.T) { runChild(t, "vmm-log") }
+func TestConfineVMMUnix(t *testing.T)    { runChild(t, "vmm-unix") }
 
 func TestVMMRules(t *testing.T) {
 	// Ioctls add ioctl; helpers add pidfd_send_signal, waitid, wait4.
