@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vmm-dev/vmm/devices/virtio/vsock"
 	"github.com/vmm-dev/vmm/network"
 	"github.com/vmm-dev/vmm/network/tap"
 )
@@ -65,6 +66,9 @@ type Config struct {
 	// RNG adds a virtio entropy device (virtio-rng) fed by the host's
 	// getrandom(2).
 	RNG bool
+	// Vsock, if set, adds a virtio socket device whose host end is Unix
+	// sockets at Vsock.Path (see package vsock).
+	Vsock *vsock.Config
 
 	Console io.Writer // guest serial output; nil discards
 	Input   io.Reader // guest serial input; nil for none
@@ -215,6 +219,14 @@ func (c *Config) Validate() error {
 			if st, err := os.Stat(p); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
 				return fmt.Errorf("--net %d: user-mode networking runs in %s, which is missing or not executable (make build puts it next to vmm)", i, p)
 			}
+		}
+	}
+	if c.Vsock != nil {
+		if err := c.Vsock.Validate(); err != nil {
+			return fmt.Errorf("--vsock: %w", err)
+		}
+		if st, err := os.Stat(filepath.Dir(c.Vsock.Path)); err != nil || !st.IsDir() {
+			return fmt.Errorf("--vsock: the directory of %s does not exist", c.Vsock.Path)
 		}
 	}
 	kvmPath := c.KVMPath

@@ -22,6 +22,7 @@ import (
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	virtionet "github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
+	"github.com/vmm-dev/vmm/devices/virtio/vsock"
 	"github.com/vmm-dev/vmm/kvm"
 	"github.com/vmm-dev/vmm/memory"
 )
@@ -80,6 +81,7 @@ type Machine struct {
 	disks     []*blk.Device       // in --disk order, for their counters
 	nets      []*virtionet.Device // in --net order, for their counters
 	rng       *rng.Device         // with Config.RNG, for its counters
+	vsock     *vsock.Device       // with Config.Vsock, for its counters
 
 	metrics metrics
 

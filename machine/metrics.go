@@ -15,6 +15,7 @@ import (
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	virtionet "github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
+	"github.com/vmm-dev/vmm/devices/virtio/vsock"
 	"github.com/vmm-dev/vmm/kvm"
 )
 
@@ -131,7 +132,8 @@ type Report struct {
 	// dropped or refused (a guest's malformed chains among them).
 	Disks []blk.Stats       `json:"disks,omitempty"`
 	Nets  []virtionet.Stats `json:"nets,omitempty"`
-	RNG   *rng.Stats        `json:"rng,omitempty"` // with --rng
+	RNG   *rng.Stats        `json:"rng,omitempty"`   // with --rng
+	Vsock *vsock.Stats      `json:"vsock,omitempty"` // with --vsock
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -162,6 +164,10 @@ func (m *Machine) report() Report {
 	if m.rng != nil {
 		s := m.rng.Stats()
 		r.RNG = &s
+	}
+	if m.vsock != nil {
+		s := m.vsock.Stats()
+		r.Vsock = &s
 	}
 	var ru unix.Rusage
 	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	virtiopci "github.com/vmm-dev/vmm/devices/virtio/pci"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
+	"github.com/vmm-dev/vmm/devices/virtio/vsock"
 	"github.com/vmm-dev/vmm/kvm"
 )
 
@@ -174,6 +175,17 @@ func (m *Machine) setupPCI() error {
 	if m.cfg.RNG {
 		m.rng = rng.New()
 		if err := add("rng", m.rng); err != nil {
+			return err
+		}
+	}
+	if m.cfg.Vsock != nil {
+		dev, err := vsock.New(*m.cfg.Vsock)
+		if err != nil {
+			return fmt.Errorf("--vsock: %w", err)
+		}
+		m.closers = append(m.closers, dev)
+		m.vsock = dev
+		if err := add("vsock", dev); err != nil {
 			return err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/vmm-dev/vmm/console"
+	"github.com/vmm-dev/vmm/devices/virtio/vsock"
 	"github.com/vmm-dev/vmm/machine"
 	"github.com/vmm-dev/vmm/network"
 	"github.com/vmm-dev/vmm/sandbox"
@@ -35,6 +37,11 @@ Networking (--net, repeatable; one virtio-net device each):
    Without mac=, the MAC is a stable locally administered address derived from the backend,
    the device index and the TAP name.
 
+Host-guest sockets (--vsock cid=CID,path=SOCKET; virtio-vsock, streams only):
+   a host program connects to SOCKET, writes "CONNECT <guest port>\n" and reads
+   "OK <host port>\n" once the guest accepted; a guest connect to CID 2 port P
+   reaches whoever listens on the Unix socket SOCKET_P. A stale SOCKET is replaced.
+
 The guest's serial console is this terminal; type Ctrl-A x to quit (SIGINT and
 SIGTERM stop the VM the same way; a TAP vmm created vanishes with it).
 Exit status: 0 guest powered off or rebooted (or Ctrl-A x), 1 bad input or
@@ -54,6 +61,8 @@ func runCommand(start time.Time) *cli.Command {
 			&cli.StringSliceFlag{Name: "disk", Usage: "virtio-blk disk `SPEC` path=FILE[,readonly=on]; repeat for /dev/vdb, ..."},
 			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net device `SPEC`: tap=NAME, tap[,bridge=BR] or user[,hostfwd=tcp::8080-:80], each [,mac=MAC]; repeatable"},
 			&cli.BoolFlag{Name: "rng", Usage: "add a virtio entropy device (virtio-rng) that gives the guest bytes from the host's getrandom(2)"},
+			&cli.StringFlag{Name: "vsock", Usage: "virtio socket device `SPEC` cid=CID,path=SOCKET: the guest's address CID (3 or more); host programs connect to SOCKET " +
+				"and send \"CONNECT <port>\\n\", guest connects to port P reach SOCKET_P"},
 			&cli.StringFlag{Name: "metrics-file", Usage: "write exit counts and boot times as JSON to `FILE` when the VM stops (created when it starts)"},
 			&cli.StringFlag{Name: "kvm", Value: "/dev/kvm", Usage: "KVM device `PATH`"},
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error (logs go to stderr)"},
@@ -112,6 +121,13 @@ func runConfig(c *cli.Context) (machine.Config, *slog.Logger, error) {
 			return machine.Config{}, nil, err
 		}
 		cfg.Disks = append(cfg.Disks, disk)
+	}
+	if s := c.String("vsock"); s != "" {
+		v, err := parseVsock(s)
+		if err != nil {
+			return machine.Config{}, nil, err
+		}
+		cfg.Vsock = &v
 	}
 	for _, n := range c.StringSlice("net") {
 		nc, err := parseNet(n)
@@ -175,6 +191,33 @@ func parseDisk(s string) (machine.DiskConfig, error) {
 		return d, fmt.Errorf("--disk %q: path= is required", s)
 	}
 	return d, nil
+}
+
+// parseVsock parses "cid=CID,path=SOCKET".
+func parseVsock(s string) (vsock.Config, error) {
+	var v vsock.Config
+	for _, kv := range strings.Split(s, ",") {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok {
+			return v, fmt.Errorf("--vsock %q: %q is not key=value", s, kv)
+		}
+		switch k {
+		case "cid":
+			cid, err := strconv.ParseUint(val, 10, 64)
+			if err != nil {
+				return v, fmt.Errorf("--vsock %q: cid %q is not a number", s, val)
+			}
+			v.GuestCID = cid
+		case "path", "socket":
+			v.Path = val
+		default:
+			return v, fmt.Errorf("--vsock %q: unknown key %q (want cid, path)", s, k)
+		}
+	}
+	if v.GuestCID == 0 || v.Path == "" {
+		return v, fmt.Errorf("--vsock %q: cid= and path= are required", s)
+	}
+	return v, nil
 }
 
 // parseNet parses one --net value: a backend (tap, tap=NAME or user)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmm-dev/vmm/devices/virtio/vsock"
 	"github.com/vmm-dev/vmm/machine"
 )
 
@@ -25,6 +26,18 @@ func TestParseDisk(t *testing.T) {
 	for _, in := range []string{"", "a.img", "path=", "path=a,readonly=maybe", "path=a,cache=none"} {
 		if _, err := parseDisk(in); err == nil {
 			t.Errorf("parseDisk(%q) accepted", in)
+		}
+	}
+}
+
+func TestParseVsock(t *testing.T) {
+	got, err := parseVsock("cid=3,path=/run/v.sock")
+	if err != nil || got != (vsock.Config{GuestCID: 3, Path: "/run/v.sock"}) {
+		t.Errorf("parseVsock = %+v, %v", got, err)
+	}
+	for _, in := range []string{"", "cid=3", "path=/x", "cid=x,path=/x", "cid=-1,path=/x", "cid=3,path=/x,port=1", "3"} {
+		if _, err := parseVsock(in); err == nil {
+			t.Errorf("parseVsock(%q) accepted", in)
 		}
 	}
 }
@@ -67,6 +80,8 @@ func TestBadInputOneLine(t *testing.T) {
 		{"run", "--kernel", kernel, "--disk", "path=" + disk + ",readonly=on", nokvm}, // no /dev/kvm
 		{"run", "--kernel", kernel, "extra-arg", nokvm},
 		{"run", "--kernel", kernel, "--seccomp", "maybe", nokvm},
+		{"run", "--kernel", kernel, "--vsock", "cid=2,path=" + filepath.Join(dir, "v.sock"), nokvm},
+		{"run", "--kernel", kernel, "--vsock", "cid=3,path=" + filepath.Join(dir, "nodir", "v.sock"), nokvm},
 	}
 	for _, args := range cases {
 		cmd := exec.Command(bin, args...)
