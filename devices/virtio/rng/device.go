@@ -121,8 +121,7 @@ func (d *Device) Reset() {
 	<-r.done
 }
 
-// worker serves the queue until Reset or a fault: it completes what is
-// available (buffers may predate the kick), then sleeps until kicked.
+// worker serves the queue until Reset or a fault.
 func (d *Device) worker(r *activation) {
 	err := d.serve(r)
 	if err != nil {
@@ -139,77 +138,18 @@ func (d *Device) worker(r *activation) {
 
 func (d *Device) serve(r *activation) error {
 	var bufs [][]byte // reused across requests
-	for {
-		if err := d.drain(r, &bufs); err != nil {
-			return err
-		}
-		if r.stop.Load() {
-			return nil
-		}
-		if err := r.kick.Wait(); err != nil {
-			if errors.Is(err, virtio.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-	}
-}
-
-// drain completes every available request, re-enabling notifications with
-// a re-check so that no kick is lost, then interrupts the guest if it asks.
-func (d *Device) drain(r *activation, bufs *[][]byte) error {
-	for {
-		if err := r.q.DisableNotification(); err != nil {
-			return err
-		}
-		if err := d.completeAvailable(r, bufs); err != nil {
-			return err
-		}
-		if r.stop.Load() {
-			return nil
-		}
-		more, err := r.q.EnableNotification()
-		if err != nil {
-			return err
-		}
-		if more {
-			continue
-		}
-		need, err := r.q.NeedsNotification()
-		if err != nil || !need {
-			return err
-		}
-		if err := r.irq.Notify(0); err != nil {
-			return fmt.Errorf("interrupt: %w", err)
-		}
-		return nil
-	}
-}
-
-// completeAvailable completes requests until the ring is empty or the
-// worker is told to stop. Its error means the ring is broken.
-func (d *Device) completeAvailable(r *activation, bufs *[][]byte) error {
-	for !r.stop.Load() {
-		c, err := r.q.Pop()
-		var ce *queue.ChainError
-		switch {
-		case errors.As(err, &ce):
-			// Malformed chain: complete it with nothing written.
+	srv := virtio.QueueServer{
+		Queue: r.q, Index: 0, Kick: r.kick, IRQ: r.irq, Stop: &r.stop,
+		Handle: func(c *queue.Chain) uint32 {
+			d.requests.Add(1)
+			return d.fill(r.mem, c, &bufs)
+		},
+		Malformed: func() {
+			d.requests.Add(1)
 			d.badChains.Add(1)
-			err = r.q.Push(ce.Head, 0)
-		case err != nil:
-			return err
-		case c == nil:
-			return nil
-		default:
-			err = r.q.Push(c.Head, d.fill(r.mem, c, bufs))
-		}
-		if err != nil {
-			return err
-		}
-		d.requests.Add(1)
+		},
 	}
-	return nil
+	return srv.Serve()
 }
 
 // fill writes random bytes into the chain's buffers, at most MaxRequest,
