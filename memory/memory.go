@@ -185,6 +185,29 @@ func (g *Guest) Zero(addr, n uint64) error {
 	return nil
 }
 
+// Discard gives the whole pages in [addr, addr+n) back to the host
+// (madvise MADV_DONTNEED on the private anonymous mapping): their contents
+// are gone, and the guest's next touch of each faults in a zeroed page.
+// Partial pages at either end are left as they are. It returns how many
+// bytes it gave back. It is for memory the guest has said it does not use
+// (a balloon's free page reports); the range is checked like any other.
+func (g *Guest) Discard(addr, n uint64) (uint64, error) {
+	s, err := g.Slice(addr, n)
+	if err != nil {
+		return 0, err
+	}
+	page := uint64(unix.Getpagesize())
+	head := (page - addr%page) % page
+	if n < head+page {
+		return 0, nil
+	}
+	body := (n - head) &^ (page - 1)
+	if err := unix.Madvise(s[head:head+body], unix.MADV_DONTNEED); err != nil {
+		return 0, fmt.Errorf("memory: discard %#x+%#x: %w", addr+head, body, err)
+	}
+	return body, nil
+}
+
 // Uint8 reads one byte at addr.
 func (g *Guest) Uint8(addr uint64) (uint8, error) {
 	s, err := g.Slice(addr, 1)

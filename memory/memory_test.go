@@ -112,3 +112,41 @@ func TestZero(t *testing.T) {
 		t.Error("Zero past the end succeeded")
 	}
 }
+
+func TestDiscard(t *testing.T) {
+	g, err := New([]RegionSpec{{Base: 0, Size: 4 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	host := g.Regions()[0].Host()
+	for _, c := range []struct{ addr, n, lo, hi uint64 }{
+		{0x10, 0x20, 0, 0},                   // inside one page: nothing
+		{0x1003, 0x1ffc, 0, 0},               // no whole page
+		{0x1003, 0x3000, 0x2000, 0x4000},     // one whole page in the middle
+		{2 << 20, 2 << 20, 2 << 20, 4 << 20}, // a huge page's worth, to the end
+		{0x2345, 1 << 20, 0x3000, 0x102000},  // unaligned both ends
+	} {
+		for i := range host {
+			host[i] = 0xa5
+		}
+		got, err := g.Discard(c.addr, c.n)
+		if err != nil || got != c.hi-c.lo {
+			t.Fatalf("Discard(%#x, %#x) = %#x, %v; want %#x", c.addr, c.n, got, err, c.hi-c.lo)
+		}
+		for i, b := range host {
+			want := byte(0xa5)
+			if uint64(i) >= c.lo && uint64(i) < c.hi {
+				want = 0
+			}
+			if b != want {
+				t.Fatalf("Discard(%#x, %#x): byte %#x is %#x, want %#x", c.addr, c.n, i, b, want)
+			}
+		}
+	}
+	for _, c := range [][2]uint64{{4 << 20, 4096}, {4<<20 - 4096, 8192}, {^uint64(0) - 10, 20}} {
+		if _, err := g.Discard(c[0], c[1]); err == nil {
+			t.Errorf("Discard(%#x, %#x) outside memory accepted", c[0], c[1])
+		}
+	}
+}
