@@ -29,6 +29,7 @@ const (
 	IDNet     = 1
 	IDBlock   = 2
 	IDEntropy = 4
+	IDBalloon = 5
 	IDSocket  = 19
 )
 
