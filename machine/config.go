@@ -66,6 +66,9 @@ type Config struct {
 	// RNG adds a virtio entropy device (virtio-rng) fed by the host's
 	// getrandom(2).
 	RNG bool
+	// Balloon adds a virtio balloon for free page reporting: memory the
+	// guest frees goes back to the host.
+	Balloon bool
 	// Vsock, if set, adds a virtio socket device whose host end is Unix
 	// sockets at Vsock.Path (see package vsock).
 	Vsock *vsock.Config

@@ -19,6 +19,7 @@ import (
 	"github.com/vmm-dev/vmm/boot"
 	"github.com/vmm-dev/vmm/boot/acpi"
 	"github.com/vmm-dev/vmm/devices"
+	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	virtionet "github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
@@ -82,6 +83,7 @@ type Machine struct {
 	nets      []*virtionet.Device // in --net order, for their counters
 	rng       *rng.Device         // with Config.RNG, for its counters
 	vsock     *vsock.Device       // with Config.Vsock, for its counters
+	balloon   *balloon.Device     // with Config.Balloon, for its counters
 
 	metrics metrics
 

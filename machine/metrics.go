@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	virtionet "github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
@@ -130,10 +131,11 @@ type Report struct {
 	// Disks and Nets are the virtio devices' counters, in --disk and --net
 	// order: requests and bytes, frames and bytes each way, and what was
 	// dropped or refused (a guest's malformed chains among them).
-	Disks []blk.Stats       `json:"disks,omitempty"`
-	Nets  []virtionet.Stats `json:"nets,omitempty"`
-	RNG   *rng.Stats        `json:"rng,omitempty"`   // with --rng
-	Vsock *vsock.Stats      `json:"vsock,omitempty"` // with --vsock
+	Disks   []blk.Stats       `json:"disks,omitempty"`
+	Nets    []virtionet.Stats `json:"nets,omitempty"`
+	RNG     *rng.Stats        `json:"rng,omitempty"`     // with --rng
+	Balloon *balloon.Stats    `json:"balloon,omitempty"` // with --balloon
+	Vsock   *vsock.Stats      `json:"vsock,omitempty"`   // with --vsock
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -164,6 +166,10 @@ func (m *Machine) report() Report {
 	if m.rng != nil {
 		s := m.rng.Stats()
 		r.RNG = &s
+	}
+	if m.balloon != nil {
+		s := m.balloon.Stats()
+		r.Balloon = &s
 	}
 	if m.vsock != nil {
 		s := m.vsock.Stats()

@@ -8,6 +8,7 @@ import (
 	"github.com/vmm-dev/vmm/boot/acpi"
 	pcibus "github.com/vmm-dev/vmm/devices/pci"
 	"github.com/vmm-dev/vmm/devices/virtio"
+	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	virtiopci "github.com/vmm-dev/vmm/devices/virtio/pci"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
@@ -175,6 +176,12 @@ func (m *Machine) setupPCI() error {
 	if m.cfg.RNG {
 		m.rng = rng.New()
 		if err := add("rng", m.rng); err != nil {
+			return err
+		}
+	}
+	if m.cfg.Balloon {
+		m.balloon = balloon.New()
+		if err := add("balloon", m.balloon); err != nil {
 			return err
 		}
 	}

@@ -61,6 +61,7 @@ func runCommand(start time.Time) *cli.Command {
 			&cli.StringSliceFlag{Name: "disk", Usage: "virtio-blk disk `SPEC` path=FILE[,readonly=on]; repeat for /dev/vdb, ..."},
 			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net device `SPEC`: tap=NAME, tap[,bridge=BR] or user[,hostfwd=tcp::8080-:80], each [,mac=MAC]; repeatable"},
 			&cli.BoolFlag{Name: "rng", Usage: "add a virtio entropy device (virtio-rng) that gives the guest bytes from the host's getrandom(2)"},
+			&cli.BoolFlag{Name: "balloon", Usage: "add a virtio balloon with free page reporting: memory the guest frees goes back to the host (the guest needs virtio_balloon)"},
 			&cli.StringFlag{Name: "vsock", Usage: "virtio socket device `SPEC` cid=CID,path=SOCKET: the guest's address CID (3 or more); host programs connect to SOCKET " +
 				"and send \"CONNECT <port>\\n\", guest connects to port P reach SOCKET_P"},
 			&cli.StringFlag{Name: "metrics-file", Usage: "write exit counts and boot times as JSON to `FILE` when the VM stops (created when it starts)"},
@@ -113,6 +114,7 @@ func runConfig(c *cli.Context) (machine.Config, *slog.Logger, error) {
 		MemoryMiB:   mem,
 		MetricsPath: c.String("metrics-file"),
 		RNG:         c.Bool("rng"),
+		Balloon:     c.Bool("balloon"),
 		Console:     os.Stdout,
 	}
 	for _, d := range c.StringSlice("disk") {
