@@ -52,6 +52,25 @@ vmm_wait_block() {
 	done
 }
 
+# vmm_load_mode_modules MODE: load the modules only MODE uses (in the
+# initramfs, /lib/vmm/modules/MODE with its load-order; images/build), skipping
+# those already loaded. Elsewhere (a root file system has no modules) it says
+# so and assumes they are built in; the mode then finds out.
+vmm_load_mode_modules() {
+	_vmm_dir=/lib/vmm/modules/$1
+	if [ ! -f "$_vmm_dir/load-order" ]; then
+		vmm_say "VMM-INIT no $_vmm_dir/load-order here; assuming the $1 modules are built in"
+		return 0
+	fi
+	while read -r _vmm_m; do
+		[ -n "$_vmm_m" ] || continue
+		[ -d "/sys/module/$_vmm_m" ] && continue
+		_vmm_ko=$_vmm_dir/$_vmm_m.ko
+		[ -f "$_vmm_ko" ] || _vmm_ko=/lib/modules/$(uname -r)/$_vmm_m.ko
+		insmod "$_vmm_ko" 2>/tmp/insmod.log || vmm_fail "insmod $_vmm_m failed: $(cat /tmp/insmod.log)"
+	done <"$_vmm_dir/load-order"
+}
+
 # vmm_say WORDS...: one line on the console.
 vmm_say() {
 	printf '%s\n' "$*"

@@ -1,6 +1,6 @@
 # Mode vsock: the VMM gives the guest a virtio-vsock device and the host test
 # listens on the host side (CID 2). The mode loads the vsock modules (kept out
-# of the init's list: /lib/vmm/vsock/load-order), waits up to 5 s for
+# of the init's list: /lib/vmm/modules/vsock), waits up to 5 s for
 # /dev/vsock and a local CID, then, with /sbin/vsock (guest/vsock.S):
 #
 #   1. guest->host: sends "hello from the guest\n" to CID 2 port 5000 and
@@ -22,19 +22,7 @@
 
 # Modules: only the initramfs has them. In the rootfs stage (vmm.root=) the
 # mode works only with a kernel that has vsock built in.
-kver=$(uname -r)
-dir=/lib/vmm/vsock
-if [ -f "$dir/load-order" ]; then
-	while read -r m; do
-		[ -n "$m" ] || continue
-		[ -d "/sys/module/$m" ] && continue
-		ko=$dir/$m.ko
-		[ -f "$ko" ] || ko=/lib/modules/$kver/$m.ko
-		insmod "$ko" 2>/tmp/insmod.log || vmm_fail "insmod $m failed: $(cat /tmp/insmod.log)"
-	done <"$dir/load-order"
-elif [ ! -d /sys/module/vmw_vsock_virtio_transport ]; then
-	vmm_say "VMM-VSOCK no $dir/load-order (not the initramfs); assuming vsock is built in"
-fi
+vmm_load_mode_modules vsock
 
 # /dev/vsock comes with the vsock core; the CID only once the virtio
 # transport has found its device (until then it reads as VMADDR_CID_ANY).
