@@ -231,12 +231,18 @@ func makePersistentTAP(t *testing.T, name string) {
 // process confined by a filter.
 func seccompMode(t *testing.T, pid int) string {
 	t.Helper()
+	return procStatus(t, pid, "Seccomp")
+}
+
+// procStatus returns the value of field in /proc/PID/status ("" if absent).
+func procStatus(t *testing.T, pid int, field string) string {
+	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "Seccomp:"); ok {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
 			return strings.TrimSpace(v)
 		}
 	}
