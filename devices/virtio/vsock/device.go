@@ -79,8 +79,11 @@ type Stats struct {
 	GuestConnects  uint64 // connections the guest made to Path_P
 	Refused        uint64 // connects refused, either way
 	Resets         uint64 // connections ended by a reset, either way
+	TxPackets      uint64 // packets the guest transmitted
 	TxBytes        uint64 // payload bytes from the guest
+	RxPackets      uint64 // packets given to the guest
 	RxBytes        uint64 // payload bytes to the guest
+	Wakeups        uint64 // times the device's loop woke up
 	BadPackets     uint64 // transmitted packets dropped as malformed
 	CreditOverruns uint64 // connections reset because the guest sent beyond its credit
 	Failures       uint64 // activations stopped by a queue fault
@@ -90,6 +93,7 @@ type Stats struct {
 type counters struct {
 	hostConnects, guestConnects, refused, resets atomic.Uint64
 	txBytes, rxBytes, badPackets, overruns       atomic.Uint64
+	txPackets, rxPackets, wakeups                atomic.Uint64
 	failures                                     atomic.Uint64
 }
 
@@ -225,7 +229,8 @@ func (d *Device) Stats() Stats {
 	return Stats{
 		HostConnects: s.hostConnects.Load(), GuestConnects: s.guestConnects.Load(),
 		Refused: s.refused.Load(), Resets: s.resets.Load(),
-		TxBytes: s.txBytes.Load(), RxBytes: s.rxBytes.Load(),
+		TxPackets: s.txPackets.Load(), TxBytes: s.txBytes.Load(),
+		RxPackets: s.rxPackets.Load(), RxBytes: s.rxBytes.Load(), Wakeups: s.wakeups.Load(),
 		BadPackets: s.badPackets.Load(), CreditOverruns: s.overruns.Load(),
 		Failures: s.failures.Load(),
 	}

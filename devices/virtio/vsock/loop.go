@@ -53,6 +53,11 @@ type loop struct {
 	wakeFD int32           // its descriptor
 	evs    [64]unix.EpollEvent
 
+	// polledKicks are the kicks whose eventfds are in the set (the
+	// transport's), by descriptor; other kicks (tests' channels) have a
+	// goroutine that turns them into wake-ups.
+	polledKicks map[int32]*virtio.EventFDKick
+
 	conns    map[connKey]*conn
 	byFD     map[int32]*conn // every open connection, by socket
 	ready    []*conn         // connections whose sockets are readable
@@ -81,7 +86,8 @@ func newLoop(d *Device, mem *memory.Guest, queues []*queue.Queue, kicks []virtio
 		d: d, mem: mem, rx: queues[rxQueue], tx: queues[txQueue], kicks: kicks, irq: irq,
 		guestCID: d.cfg.GuestCID, stats: &d.stats, epfd: -1,
 		conns: map[connKey]*conn{}, byFD: map[int32]*conn{}, timed: map[*conn]struct{}{},
-		nextPort: ephemeralBase, done: make(chan struct{}),
+		polledKicks: map[int32]*virtio.EventFDKick{},
+		nextPort:    ephemeralBase, done: make(chan struct{}),
 	}
 	defer func() {
 		if err != nil {
@@ -104,7 +110,14 @@ func newLoop(d *Device, mem *memory.Guest, queues []*queue.Queue, kicks []virtio
 	}
 	l.wake = os.NewFile(uintptr(wfd), "virtio-vsock wake")
 	l.wakeFD = int32(wfd)
-	for _, fd := range []int{wfd, d.listener} {
+	fds := []int{wfd, d.listener}
+	for _, q := range []int{rxQueue, txQueue} {
+		if k, ok := kicks[q].(*virtio.EventFDKick); ok {
+			fds = append(fds, k.FD())
+			l.polledKicks[int32(k.FD())] = k
+		}
+	}
+	for _, fd := range fds {
 		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			return nil, fmt.Errorf("epoll_ctl add %d: %w", fd, err)
@@ -125,11 +138,15 @@ func (l *loop) closeSet() {
 	}
 }
 
-// start runs the loop and one goroutine per notified queue that turns its
-// kicks into wake-ups. The event queue's kicks are not waited for: the
-// device never sends events.
+// start runs the loop, and a goroutine that turns kicks into wake-ups for
+// each notified queue whose kick is not an eventfd in the set (waking the
+// loop directly saves a thread's wake-up per notification). The event
+// queue's kicks are not waited for: the device never sends events.
 func (l *loop) start() {
 	for _, q := range []int{rxQueue, txQueue} {
+		if _, polled := l.kicks[q].(*virtio.EventFDKick); polled {
+			continue
+		}
 		l.kickers.Add(1)
 		go func(k virtio.Kick) {
 			defer l.kickers.Done()
@@ -217,6 +234,7 @@ func (l *loop) wait() error {
 	if werr != nil {
 		return fmt.Errorf("host: epoll_wait: %w", werr)
 	}
+	l.stats.wakeups.Add(1)
 	for _, ev := range l.evs[:n] {
 		switch ev.Fd {
 		case int32(l.d.listener):
@@ -225,7 +243,9 @@ func (l *loop) wait() error {
 			var buf [8]byte
 			l.wake.Read(buf[:])
 		default:
-			if c := l.byFD[ev.Fd]; c != nil {
+			if k := l.polledKicks[ev.Fd]; k != nil {
+				k.Drain() // the loop serves both queues on every pass
+			} else if c := l.byFD[ev.Fd]; c != nil {
 				l.socketEvent(c, ev.Events)
 			}
 		}
@@ -558,6 +578,7 @@ func (l *loop) processTx() error {
 			}
 			return l.publish(l.tx, txQueue)
 		default:
+			l.stats.txPackets.Add(1)
 			l.handleTx(c)
 			err = l.tx.AddUsed(c.Head, 0)
 		}
@@ -769,6 +790,7 @@ func (l *loop) fillRx() error {
 		if err := l.rx.AddUsed(ch.Head, n); err != nil {
 			return err
 		}
+		l.stats.rxPackets.Add(1)
 		pushed = true
 	}
 	if !pushed {
