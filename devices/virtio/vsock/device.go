@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/queue"
+	"github.com/vmm-dev/vmm/hostsock"
 	"github.com/vmm-dev/vmm/memory"
 )
 
@@ -124,60 +124,11 @@ func New(cfg Config) (*Device, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	fd, err := listen(cfg.Path)
+	fd, err := hostsock.Listen(cfg.Path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("vsock: %w", err)
 	}
 	return &Device{cfg: cfg, listener: fd, connectTimeout: defaultConnectTimeout}, nil
-}
-
-// listen binds and listens on path, non-blocking.
-func listen(path string) (int, error) {
-	if st, err := os.Lstat(path); err == nil {
-		if st.Mode().Type() != os.ModeSocket {
-			return -1, fmt.Errorf("vsock: %s exists and is not a socket", path)
-		}
-		if live, err := answers(path); err != nil {
-			return -1, err
-		} else if live {
-			return -1, fmt.Errorf("vsock: %s: another process is listening on it", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return -1, fmt.Errorf("vsock: remove stale socket: %w", err)
-		}
-	}
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("vsock: socket: %w", err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("vsock: bind %s: %w", path, err)
-	}
-	if err := unix.Listen(fd, 128); err != nil {
-		unix.Close(fd)
-		os.Remove(path)
-		return -1, fmt.Errorf("vsock: listen on %s: %w", path, err)
-	}
-	return fd, nil
-}
-
-// answers reports whether a process accepts connections on the socket
-// file path.
-func answers(path string) (bool, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return false, fmt.Errorf("vsock: socket: %w", err)
-	}
-	defer unix.Close(fd)
-	switch err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); {
-	case err == nil, errors.Is(err, unix.EAGAIN):
-		return true, nil
-	case errors.Is(err, unix.ECONNREFUSED):
-		return false, nil
-	default:
-		return false, fmt.Errorf("vsock: probe %s: %w", path, err)
-	}
 }
 
 // Close stops the device and closes its listening socket. The socket
