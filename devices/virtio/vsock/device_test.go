@@ -429,6 +429,66 @@ func TestMalformedPacketsAreDropped(t *testing.T) {
 	g.guestConnect(ln, 1026, 5000)
 }
 
+func TestHeaderOnlyReceiveBuffers(t *testing.T) {
+	g := newFakeGuestPosting(t, 0)
+	ln := g.hostListen(5000)
+	// postSmall offers a buffer with room for a header only and returns
+	// the used length the device gives it.
+	postSmall := func() uint32 {
+		t.Helper()
+		a, err := g.rx.Alloc(hdrLen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head, err := g.rx.AddChain([]queuetest.Buf{{Addr: a, Len: hdrLen, Write: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.rxKick.Signal()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			u, err := g.rx.Used()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(u) == 1 && u[0].ID == uint32(head) {
+				return u[0].Len
+			}
+			if len(u) != 0 || time.Now().After(deadline) {
+				t.Fatalf("used %v, want head %d", u, head)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	g.send(hdr(opRequest, 1025, 5000), nil)
+	if n := postSmall(); n != hdrLen { // the response fits
+		t.Fatalf("response: used length %d", n)
+	}
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("data")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // the data is in the device's socket
+	if n := postSmall(); n != 0 {     // no data fits: back empty
+		t.Fatalf("header-only buffer with data waiting: used length %d, want 0", n)
+	}
+	big, err := g.rx.Alloc(hdrLen + rxBufSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.postRx(big)
+	g.rxKick.Signal()
+	p := g.recv()
+	expect(t, p, opRW, 5000, 1025)
+	if string(p.payload) != "data" {
+		t.Fatalf("got %v %q", p, p.payload)
+	}
+}
+
 func TestResetClosesConnections(t *testing.T) {
 	g := newFakeGuest(t)
 	ln := g.hostListen(5000)

@@ -49,8 +49,15 @@ type fakeGuest struct {
 	txAddr map[uint16]uint64
 }
 
-// newFakeGuest makes a device, applies opts to it and activates it.
+// newFakeGuest makes a device, applies opts to it and activates it, with
+// rxBuffers receive buffers posted.
 func newFakeGuest(t *testing.T, opts ...func(*Device)) *fakeGuest {
+	t.Helper()
+	return newFakeGuestPosting(t, rxBuffers, opts...)
+}
+
+// newFakeGuestPosting is newFakeGuest with posted receive buffers.
+func newFakeGuestPosting(t *testing.T, posted int, opts ...func(*Device)) *fakeGuest {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "v.sock")
 	dev, err := New(Config{GuestCID: testCID, Path: path})
@@ -83,7 +90,7 @@ func newFakeGuest(t *testing.T, opts ...func(*Device)) *fakeGuest {
 		}
 		qs = append(qs, q)
 	}
-	for range rxBuffers {
+	for range posted {
 		a, err := g.rx.Alloc(hdrLen + rxBufSize)
 		if err != nil {
 			t.Fatal(err)

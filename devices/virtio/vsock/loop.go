@@ -882,6 +882,12 @@ func (l *loop) fillOne(ch *queue.Chain) (n uint32, used bool) {
 	}
 	l.rr++ // round robin: the next packet comes from the next connection
 	room := min(ch.WritableLen()-hdrLen, uint64(c.credit()), MaxPayload)
+	if room == 0 {
+		// A buffer with room for a header only: no data fits (and a read
+		// of nothing would look like end of file). Give it back empty.
+		l.stats.badPackets.Add(1)
+		return 0, true
+	}
 	s, err := ch.WritableSlices(l.mem, hdrLen, room, l.bufs[:0])
 	l.bufs = s
 	if err != nil {
