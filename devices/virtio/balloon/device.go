@@ -2,8 +2,9 @@
 // for free page reporting: a guest reports blocks of memory it has freed
 // (2 MiB and up with Linux), and the device gives those pages back to the
 // host, so a VM that once used its memory and freed it again stops holding
-// it. The host never asks the guest to inflate (num_pages stays 0); pages
-// a driver puts in the balloon anyway are given back the same way.
+// it. The host may also set a target (SetTarget, from the control socket):
+// the driver then inflates the balloon by that many pages, which are given
+// back the same way, and deflates it when the target falls again.
 //
 // A hostile guest can only discard its own memory: every range is checked
 // against guest RAM before it is given back.
@@ -56,15 +57,16 @@ type Stats struct {
 // Device is a virtio balloon device. It implements virtio.Device.
 //
 // Offered features: VERSION_1, RING_EVENT_IDX, RING_INDIRECT_DESC and
-// REPORTING. Its configuration space is num_pages (always 0), actual
+// REPORTING. Its configuration space is num_pages (the target), actual
 // (written by the driver), free_page_hint_cmd_id and poison_val (0).
 type Device struct {
 	reports, reported, discarded, inflated, deflated, badChains, failures atomic.Uint64
 
 	// mu serializes Activate, Reset and the configuration space, and
-	// protects run and actual.
+	// protects run, target and actual.
 	mu     sync.Mutex
 	run    *activation
+	target uint32 // num_pages: the pages the host asks the balloon to hold
 	actual uint32
 }
 
@@ -102,6 +104,7 @@ const configSize = 16
 func (d *Device) ReadConfig(offset uint64, data []byte) {
 	d.mu.Lock()
 	var cfg [configSize]byte
+	binary.LittleEndian.PutUint32(cfg[0:], d.target)
 	binary.LittleEndian.PutUint32(cfg[4:], d.actual)
 	d.mu.Unlock()
 	clear(data)
@@ -130,6 +133,30 @@ func (d *Device) Actual() uint32 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.actual
+}
+
+// Target returns the pages the host asks the balloon to hold.
+func (d *Device) Target() uint32 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.target
+}
+
+// SetTarget asks the driver to hold pages 4 KiB pages in the balloon
+// (num_pages) and, while the device is active, tells it with a
+// configuration change interrupt. A driver that is not there yet reads
+// the target when it starts.
+func (d *Device) SetTarget(pages uint32) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.target = pages
+	if d.run == nil {
+		return nil
+	}
+	if err := d.run.irq.ConfigChanged(); err != nil {
+		return fmt.Errorf("virtio-balloon: configuration change interrupt: %w", err)
+	}
+	return nil
 }
 
 // Stats returns a snapshot of the counters.

@@ -218,6 +218,28 @@ func TestConfigSpace(t *testing.T) {
 	}
 }
 
+func TestSetTarget(t *testing.T) {
+	d := New()
+	// Before the driver is there: only the configuration changes.
+	if err := d.SetTarget(100); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 4)
+	d.ReadConfig(0, b)
+	if binary.LittleEndian.Uint32(b) != 100 || d.Target() != 100 {
+		t.Fatalf("num_pages %d", binary.LittleEndian.Uint32(b))
+	}
+	// An active driver is told.
+	f := newFakeDriver(t, allFeatures)
+	if err := f.dev.SetTarget(65536); err != nil {
+		t.Fatal(err)
+	}
+	f.dev.ReadConfig(0, b)
+	if binary.LittleEndian.Uint32(b) != 65536 || f.irq.ConfigChanges() != 1 {
+		t.Fatalf("num_pages %d, %d config changes", binary.LittleEndian.Uint32(b), f.irq.ConfigChanges())
+	}
+}
+
 func TestBrokenRingFailsTheDevice(t *testing.T) {
 	f := newFakeDriver(t, allFeatures)
 	if err := f.drv[reportingQueue].SetAvailIdx(1000); err != nil {

@@ -4,10 +4,12 @@ import "sync"
 
 // IRQ stands in for a transport's interrupt in device tests: it implements
 // virtio.Interrupt and virtio.FailureReporter, counts notifications per
-// queue and hands each reported failure to Failures.
+// queue and configuration changes, and hands each reported failure to
+// Failures.
 type IRQ struct {
 	mu       sync.Mutex
 	notified map[int]int
+	changes  int
 
 	// Failures receives what the device reports through Failed; it holds
 	// one failure without a reader (a device reports at most one per
@@ -26,8 +28,21 @@ func (f *IRQ) Notify(queue int) error {
 	return nil
 }
 
-// ConfigChanged does nothing.
-func (f *IRQ) ConfigChanged() error { return nil }
+// ConfigChanged counts a configuration change notification.
+func (f *IRQ) ConfigChanged() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.changes++
+	return nil
+}
+
+// ConfigChanges returns how many configuration change notifications there
+// have been.
+func (f *IRQ) ConfigChanges() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changes
+}
 
 // Failed sends err to Failures.
 func (f *IRQ) Failed(err error) { f.Failures <- err }
