@@ -86,6 +86,7 @@ type Machine struct {
 	balloon   *balloon.Device     // with Config.Balloon, for its counters
 
 	metrics metrics
+	pause   pauser
 
 	stopOnce sync.Once
 	panicked atomic.Bool // the console showed a kernel panic
@@ -99,6 +100,7 @@ type Machine struct {
 // timer.
 func New(cfg Config, log *slog.Logger, start time.Time) (*Machine, error) {
 	m := &Machine{cfg: cfg, log: log, start: start, stopped: make(chan struct{})}
+	m.pause.cond.L = &m.pause.mu
 	if err := m.build(); err != nil {
 		m.Close()
 		return nil, err
@@ -378,6 +380,7 @@ func (m *Machine) Stop(r Result) {
 		for _, c := range m.vcpus {
 			c.Kick()
 		}
+		m.wakeParked()
 	})
 }
 

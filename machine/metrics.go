@@ -144,8 +144,16 @@ func (m *Machine) report() Report {
 	mt := &m.metrics
 	mt.mu.Lock()
 	defer mt.mu.Unlock()
+	// m.result is written before stopped closes; a running VM (the
+	// control socket's status) has no stop reason yet.
+	reason := ""
+	select {
+	case <-m.stopped:
+		reason = m.result.Reason.String()
+	default:
+	}
 	r := Report{
-		StopReason: m.result.Reason.String(), CPUs: m.cfg.CPUs, MemoryMiB: m.cfg.MemoryMiB,
+		StopReason: reason, CPUs: m.cfg.CPUs, MemoryMiB: m.cfg.MemoryMiB,
 		StartToEntryMs: ms(mt.sinceStart), StartToEntryCPUMs: ms(mt.entryCPU),
 		ExitsTotal: m.exitsSoFar(), ExitsToInit: mt.markerExits,
 		StartPhases: mt.phases,

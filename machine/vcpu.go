@@ -87,7 +87,10 @@ func (m *Machine) handleExit(id int, exit kvm.Exit) (done bool) {
 		}
 		time.Sleep(time.Millisecond)
 	case *kvm.ExitInterrupted:
-		return m.stopping.Load()
+		if m.stopping.Load() {
+			return true
+		}
+		return m.park(id) // kicked by Pause
 	case *kvm.ExitShutdown:
 		// Say where the guest was: a triple fault leaves nothing on its
 		// console. (This is the vCPU's own thread, as KVM requires.)
