@@ -29,6 +29,8 @@ func TestMain(m *testing.M) {
 		child = vmmWithHelper
 	case "vmm-unix":
 		child = vmmWithUnixStreams
+	case "vmm-accept":
+		child = vmmAcceptingUnix
 	}
 	if child != nil {
 		if err := child(); err != nil {

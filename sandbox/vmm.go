@@ -24,6 +24,9 @@ type VMM struct {
 	// host end). A socket of any other family or type is still refused,
 	// but the connect can reach any Unix socket the user can write to.
 	UnixStreams bool
+	// AcceptUnix lets it accept connections on the Unix sockets it
+	// listens on (the control socket), and nothing more.
+	AcceptUnix bool
 	// LogOnly lets refused calls through and has the kernel log them
 	// instead (SECCOMP_RET_LOG): for finding what the filter is missing.
 	LogOnly bool
@@ -54,11 +57,14 @@ func vmmRules(pid int, p VMM) []rule {
 		anyArgs(unix.SYS_GETRUSAGE), anyArgs(unix.SYS_SETITIMER),
 		anyArgs(unix.SYS_TIMER_CREATE), anyArgs(unix.SYS_TIMER_SETTIME), anyArgs(unix.SYS_TIMER_DELETE),
 	)
+	if p.UnixStreams || p.AcceptUnix {
+		rules = append(rules, anyArgs(unix.SYS_ACCEPT4))
+	}
 	if p.UnixStreams {
 		stream := uint64(unix.SOCK_STREAM | unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC)
 		rules = append(rules,
 			rule{nr: unix.SYS_SOCKET, alts: []match{{eq(0, unix.AF_UNIX), eq(1, stream), eq(2, 0)}}},
-			anyArgs(unix.SYS_CONNECT), anyArgs(unix.SYS_ACCEPT4), anyArgs(unix.SYS_SHUTDOWN))
+			anyArgs(unix.SYS_CONNECT), anyArgs(unix.SYS_SHUTDOWN))
 	}
 	if p.Helpers {
 		// Helpers are killed at exit (os.Process.Kill uses the pidfd the

@@ -145,6 +145,48 @@ func vmmWithUnixStreams() error {
 	return nil
 }
 
+// vmmAcceptingUnix listens on a Unix socket with a connection waiting,
+// confines itself as a VMM with AcceptUnix (a control socket) and accepts
+// it; making a socket or connecting stays refused.
+func vmmAcceptingUnix() error {
+	dir, err := os.MkdirTemp("", "sandbox-accept")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	path := dir + "/s"
+	ln, err := unix.Socket(unix.AF_UNIX, unixStream, 0)
+	if err != nil {
+		return err
+	}
+	if err := unix.Bind(ln, &unix.SockaddrUnix{Name: path}); err != nil {
+		return err
+	}
+	if err := unix.Listen(ln, 4); err != nil {
+		return err
+	}
+	c, err := unix.Socket(unix.AF_UNIX, unixStream, 0)
+	if err != nil {
+		return err
+	}
+	if err := unix.Connect(c, &unix.SockaddrUnix{Name: path}); err != nil {
+		return err
+	}
+	if err := ConfineVMM(VMM{AcceptUnix: true}); err != nil {
+		return err
+	}
+	if _, _, err := unix.Accept4(ln, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC); err != nil {
+		return fmt.Errorf("accept4: %v", err)
+	}
+	if _, err := unix.Socket(unix.AF_UNIX, unixStream, 0); !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("unix socket with AcceptUnix only: %v, want EPERM", err)
+	}
+	if err := unix.Connect(c, &unix.SockaddrUnix{Name: path}); !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("connect with AcceptUnix only: %v, want EPERM", err)
+	}
+	return nil
+}
+
 // vmmWithHelper starts a helper, confines itself as a VMM with helpers,
 // and kills and reaps it the way netproc does.
 func vmmWithHelper() error {
@@ -181,6 +223,7 @@ func TestConfineVMM(t *testing.T)        { runChild(t, "vmm") }
 func TestConfineVMMHelper(t *testing.T)  { runChild(t, "vmm-helper") }
 func TestConfineVMMLogOnly(t *testing.T) { runChild(t, "vmm-log") }
 func TestConfineVMMUnix(t *testing.T)    { runChild(t, "vmm-unix") }
+func TestConfineVMMAccept(t *testing.T)  { runChild(t, "vmm-accept") }
 
 func TestVMMRules(t *testing.T) {
 	// Ioctls add ioctl; helpers add pidfd_send_signal, waitid, wait4.
