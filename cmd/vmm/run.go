@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
+	"github.com/vmm-dev/vmm/api"
 	"github.com/vmm-dev/vmm/console"
 	"github.com/vmm-dev/vmm/devices/virtio/vsock"
 	"github.com/vmm-dev/vmm/machine"
@@ -64,6 +67,8 @@ func runCommand(start time.Time) *cli.Command {
 			&cli.BoolFlag{Name: "balloon", Usage: "add a virtio balloon with free page reporting: memory the guest frees goes back to the host (the guest needs virtio_balloon)"},
 			&cli.StringFlag{Name: "vsock", Usage: "virtio socket device `SPEC` cid=CID,path=SOCKET: the guest's address CID (3 or more); host programs connect to SOCKET " +
 				"and send \"CONNECT <port>\\n\", guest connects to port P reach SOCKET_P"},
+			&cli.StringFlag{Name: "api-socket", Usage: "serve the control socket at `PATH`: one JSON request per line " +
+				"({\"op\":\"status\"}, pause, resume, stop, {\"op\":\"balloon\",\"mib\":N}), one JSON response per line"},
 			&cli.StringFlag{Name: "metrics-file", Usage: "write exit counts and boot times as JSON to `FILE` when the VM stops (created when it starts)"},
 			&cli.StringFlag{Name: "kvm", Value: "/dev/kvm", Usage: "KVM device `PATH`"},
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error (logs go to stderr)"},
@@ -90,7 +95,11 @@ func runCommand(start time.Time) *cli.Command {
 				}
 				defer stop()
 			}
-			return cli.Exit(runVM(cfg, log, start, confine))
+			apiPath := c.String("api-socket")
+			if err := checkSocketPath("--api-socket", apiPath); err != nil {
+				return cli.Exit(err.Error(), exitVMMError)
+			}
+			return cli.Exit(runVM(cfg, apiPath, log, start, confine))
 		},
 	}
 }
@@ -195,6 +204,21 @@ func parseDisk(s string) (machine.DiskConfig, error) {
 	return d, nil
 }
 
+// checkSocketPath checks, before anything is built, that a Unix socket
+// can be made at path (empty: none asked for).
+func checkSocketPath(flag, path string) error {
+	if path == "" {
+		return nil
+	}
+	if len(path) >= len(unix.RawSockaddrUnix{}.Path) {
+		return fmt.Errorf("%s %s: too long for a Unix socket address", flag, path)
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
+		return fmt.Errorf("%s %s: its directory does not exist", flag, path)
+	}
+	return nil
+}
+
 // parseVsock parses "cid=CID,path=SOCKET".
 func parseVsock(s string) (vsock.Config, error) {
 	var v vsock.Config
@@ -282,11 +306,12 @@ type builtFilter struct {
 // with --seccomp off). It takes a few ms of CPU (far more under
 // emulation), so it runs on another goroutine while New builds the VM;
 // installFilter installs it after.
-func buildFilter(cfg machine.Config, rawTerminal bool, mode seccompMode) <-chan builtFilter {
+func buildFilter(cfg machine.Config, rawTerminal, apiSocket bool, mode seccompMode) <-chan builtFilter {
 	if mode == seccompOff {
 		return nil
 	}
 	p := machine.Confinement(cfg)
+	p.AcceptUnix = apiSocket
 	if rawTerminal {
 		p.Ioctls = append(p.Ioctls, console.RunningRequests()...)
 	}
@@ -313,7 +338,7 @@ func installFilter(c <-chan builtFilter) error {
 
 // runVM builds and runs the VM and maps how it ended to a message and an
 // exit status.
-func runVM(cfg machine.Config, log *slog.Logger, start time.Time, confine seccompMode) (string, int) {
+func runVM(cfg machine.Config, apiPath string, log *slog.Logger, start time.Time, confine seccompMode) (string, int) {
 	reserveSchedulerProcs(cfg)
 	var m *machine.Machine
 	quit := func() { m.Stop(machine.Result{Reason: machine.StopUser}) }
@@ -329,7 +354,7 @@ func runVM(cfg machine.Config, log *slog.Logger, start time.Time, confine seccom
 	} else {
 		cfg.Input = os.Stdin
 	}
-	filter := buildFilter(cfg, rawTerminal, confine)
+	filter := buildFilter(cfg, rawTerminal, apiPath != "", confine)
 	// SIGINT and SIGTERM stop the VM like Ctrl-A x, so that Close runs and
 	// releases what the VMM created (TAP devices, forwarded ports). They are
 	// caught from before New; one that arrives during New is acted on after.
@@ -341,11 +366,22 @@ func runVM(cfg machine.Config, log *slog.Logger, start time.Time, confine seccom
 		return err.Error(), exitVMMError
 	}
 	defer m.Close()
+	var ctl *api.Server
+	if apiPath != "" {
+		// Listening needs socket and bind: before the filter.
+		if ctl, err = api.Listen(apiPath); err != nil {
+			return err.Error(), exitVMMError
+		}
+		defer ctl.Close()
+	}
 	if filter != nil {
 		if err := installFilter(filter); err != nil {
 			return err.Error(), exitVMMError
 		}
 		log.Debug("confined by seccomp", "log_only", confine == seccompLog)
+	}
+	if ctl != nil {
+		ctl.Serve(vmControl{m})
 	}
 	stopSignals := make(chan struct{})
 	defer close(stopSignals)
@@ -373,6 +409,22 @@ func runVM(cfg machine.Config, log *slog.Logger, start time.Time, confine seccom
 		res.Err = errors.New(res.Reason.String())
 	}
 	return res.Err.Error(), exitVMMError
+}
+
+// vmControl is the machine as the control socket sees it.
+type vmControl struct{ m *machine.Machine }
+
+func (c vmControl) Pause() error                { return c.m.Pause() }
+func (c vmControl) Resume() error               { return c.m.Resume() }
+func (c vmControl) Paused() bool                { return c.m.Paused() }
+func (c vmControl) Stop()                       { c.m.Stop(machine.Result{Reason: machine.StopUser}) }
+func (c vmControl) SetBalloon(mib uint64) error { return c.m.SetBalloon(mib) }
+func (c vmControl) Metrics() any                { return c.m.Metrics() }
+func (c vmControl) Balloon() any {
+	if b := c.m.Balloon(); b != nil {
+		return b
+	}
+	return nil // no balloon: the field is left out
 }
 
 // reserveSchedulerProcs makes the Go scheduler's P count (GOMAXPROCS) at
