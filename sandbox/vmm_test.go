@@ -97,26 +97,35 @@ func confinedVMM() error {
 // unixStream is the socket type a vsock device's host end makes.
 const unixStream = unix.SOCK_STREAM | unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC
 
+// listenUnix listens on a Unix socket in a new directory; done removes it.
+func listenUnix() (fd int, path string, done func(), err error) {
+	dir, err := os.MkdirTemp("", "sandbox-unix")
+	if err != nil {
+		return -1, "", nil, err
+	}
+	done = func() { os.RemoveAll(dir) }
+	path = dir + "/s"
+	if fd, err = unix.Socket(unix.AF_UNIX, unixStream, 0); err == nil {
+		if err = unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err == nil {
+			err = unix.Listen(fd, 4)
+		}
+	}
+	if err != nil {
+		done()
+		return -1, "", nil, err
+	}
+	return fd, path, done, nil
+}
+
 // vmmWithUnixStreams listens on a Unix socket, confines itself as a VMM
 // with UnixStreams, then connects to it and accepts the connection, as a
 // vsock device's host end does; other sockets stay refused.
 func vmmWithUnixStreams() error {
-	dir, err := os.MkdirTemp("", "sandbox-unix")
+	ln, path, done, err := listenUnix()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	path := dir + "/s"
-	ln, err := unix.Socket(unix.AF_UNIX, unixStream, 0)
-	if err != nil {
-		return err
-	}
-	if err := unix.Bind(ln, &unix.SockaddrUnix{Name: path}); err != nil {
-		return err
-	}
-	if err := unix.Listen(ln, 4); err != nil {
-		return err
-	}
+	defer done()
 	if err := ConfineVMM(VMM{UnixStreams: true}); err != nil {
 		return err
 	}
@@ -149,22 +158,11 @@ func vmmWithUnixStreams() error {
 // confines itself as a VMM with AcceptUnix (a control socket) and accepts
 // it; making a socket or connecting stays refused.
 func vmmAcceptingUnix() error {
-	dir, err := os.MkdirTemp("", "sandbox-accept")
+	ln, path, done, err := listenUnix()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	path := dir + "/s"
-	ln, err := unix.Socket(unix.AF_UNIX, unixStream, 0)
-	if err != nil {
-		return err
-	}
-	if err := unix.Bind(ln, &unix.SockaddrUnix{Name: path}); err != nil {
-		return err
-	}
-	if err := unix.Listen(ln, 4); err != nil {
-		return err
-	}
+	defer done()
 	c, err := unix.Socket(unix.AF_UNIX, unixStream, 0)
 	if err != nil {
 		return err

@@ -67,53 +67,7 @@ exit:
 	mov	$SYS_exit, %eax
 	syscall
 
-/*
- * parse: %rsi = NUL-terminated string. Returns %rax = value and %rdx = 0, or
- * %rdx = 1 if the string is empty, has a bad digit or exceeds 0x10000.
- */
-parse:
-	xor	%eax, %eax
-	mov	$10, %r8d
-	cmpb	$0, (%rsi)
-	je	bad
-	cmpb	$'0', (%rsi)
-	jne	digits
-	movzbl	1(%rsi), %ecx
-	or	$0x20, %ecx
-	cmp	$'x', %ecx
-	jne	digits
-	add	$2, %rsi
-	mov	$16, %r8d
-	cmpb	$0, (%rsi)
-	je	bad
-digits:
-	movzbl	(%rsi), %ecx
-	test	%ecx, %ecx
-	jz	good
-	sub	$'0', %ecx
-	cmp	$9, %ecx
-	jbe	have_digit
-	movzbl	(%rsi), %ecx
-	or	$0x20, %ecx
-	sub	$'a', %ecx
-	cmp	$5, %ecx
-	ja	bad
-	add	$10, %ecx
-have_digit:
-	cmp	%r8d, %ecx
-	jae	bad
-	imul	%r8, %rax
-	add	%rcx, %rax
-	cmp	$0x10000, %rax
-	ja	bad
-	inc	%rsi
-	jmp	digits
-good:
-	xor	%edx, %edx
-	ret
-bad:
-	mov	$1, %edx
-	ret
+	.include	"parse.S"
 
 	.section .rodata
 usage_msg:
