@@ -12,12 +12,20 @@ import (
 // ErrStopped is returned by control calls once the VM is stopping.
 var ErrStopped = errors.New("the VM is stopping")
 
-// pauser parks vCPU threads while the VM is paused.
+// pauser parks vCPU threads while the VM is paused. Its zero value is
+// ready: lock ties the condition to the mutex.
 type pauser struct {
 	mu     sync.Mutex
 	cond   sync.Cond // signalled when parked, paused or stopping change
 	paused bool
 	parked int // vCPUs waiting in park
+}
+
+func (p *pauser) lock() {
+	p.mu.Lock()
+	if p.cond.L == nil {
+		p.cond.L = &p.mu
+	}
 }
 
 // Pause stops every vCPU from running guest code and returns once all of
@@ -26,7 +34,7 @@ type pauser struct {
 // does nothing.
 func (m *Machine) Pause() error {
 	p := &m.pause
-	p.mu.Lock()
+	p.lock()
 	defer p.mu.Unlock()
 	if m.stopping.Load() {
 		return ErrStopped
@@ -50,7 +58,7 @@ func (m *Machine) Pause() error {
 // Resume lets the vCPUs run again. Resuming a running VM does nothing.
 func (m *Machine) Resume() error {
 	p := &m.pause
-	p.mu.Lock()
+	p.lock()
 	defer p.mu.Unlock()
 	if m.stopping.Load() {
 		return ErrStopped
@@ -62,7 +70,7 @@ func (m *Machine) Resume() error {
 
 // Paused reports whether the VM is paused.
 func (m *Machine) Paused() bool {
-	m.pause.mu.Lock()
+	m.pause.lock()
 	defer m.pause.mu.Unlock()
 	return m.pause.paused
 }
@@ -72,7 +80,7 @@ func (m *Machine) Paused() bool {
 // again. It reports whether the vCPU is done (the VM is stopping).
 func (m *Machine) park(id int) bool {
 	p := &m.pause
-	p.mu.Lock()
+	p.lock()
 	if p.paused && !m.stopping.Load() {
 		p.parked++
 		p.cond.Broadcast()
@@ -93,7 +101,7 @@ func (m *Machine) park(id int) bool {
 // wakeParked releases parked vCPUs and waiting Pause calls when the VM
 // stops.
 func (m *Machine) wakeParked() {
-	m.pause.mu.Lock()
+	m.pause.lock()
 	m.pause.cond.Broadcast()
 	m.pause.mu.Unlock()
 }

@@ -100,7 +100,6 @@ type Machine struct {
 // timer.
 func New(cfg Config, log *slog.Logger, start time.Time) (*Machine, error) {
 	m := &Machine{cfg: cfg, log: log, start: start, stopped: make(chan struct{})}
-	m.pause.cond.L = &m.pause.mu
 	if err := m.build(); err != nil {
 		m.Close()
 		return nil, err

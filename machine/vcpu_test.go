@@ -132,3 +132,33 @@ func TestCPUStateAfterReset(t *testing.T) {
 		t.Errorf("vCPU in protected mode: %q", got)
 	}
 }
+
+// TestPauseStates: without vCPUs Pause has nothing to wait for; the state
+// follows Pause and Resume, and a stopped VM refuses both, also from a
+// Pause that was waiting.
+func TestPauseStates(t *testing.T) {
+	m := exitMachine(t)
+	if err := m.Pause(); err != nil || !m.Paused() {
+		t.Fatalf("pause: %v, paused %v", err, m.Paused())
+	}
+	if err := m.Pause(); err != nil {
+		t.Fatalf("pause again: %v", err)
+	}
+	// A kicked vCPU that finds the VM running again goes on.
+	if err := m.Resume(); err != nil || m.Paused() {
+		t.Fatalf("resume: %v, paused %v", err, m.Paused())
+	}
+	if m.handleExit(0, &kvm.ExitInterrupted{}) {
+		t.Fatal("an interrupted vCPU of a running VM is done")
+	}
+	m.Stop(Result{Reason: StopUser})
+	if err := m.Pause(); !errors.Is(err, ErrStopped) {
+		t.Fatalf("pause after stop: %v", err)
+	}
+	if err := m.Resume(); !errors.Is(err, ErrStopped) {
+		t.Fatalf("resume after stop: %v", err)
+	}
+	if err := m.SetBalloon(1); err == nil {
+		t.Fatal("a balloon target without a balloon was accepted")
+	}
+}
