@@ -54,7 +54,7 @@ func TestBalloonReturnsFreedMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := guestRun{console: console.String(), status: cmd.ProcessState.ExitCode()}
-	r.expect(t, exitOK, "VMM-BALLOON bound", "reporting=1", "VMM-BALLOON touched mib=256", "VMM-BALLOON done",
+	r.expect(t, exitOK, "VMM-BALLOON bound", "reporting=1 deflate_on_oom=1", "VMM-BALLOON touched mib=256", "VMM-BALLOON done",
 		"VMM-TEST-RESULT balloon PASS")
 	t.Logf("vmm resident memory: %d MiB with the guest's %d MiB touched, %d MiB %v after it freed them",
 		peak>>10, mib, after>>10, fell.Round(100*time.Millisecond))

@@ -27,6 +27,11 @@ const (
 	QueueSize = 128
 	// FReporting is VIRTIO_BALLOON_F_REPORTING: the reporting queue exists.
 	FReporting uint64 = 1 << 5
+	// FDeflateOnOOM is VIRTIO_BALLOON_F_DEFLATE_ON_OOM: the driver may
+	// take pages back from the balloon when the guest runs out of memory,
+	// rather than fail allocations, so a target set too high costs the
+	// guest memory pressure, not an OOM kill.
+	FDeflateOnOOM uint64 = 1 << 2
 	// pageShift is the balloon's page size: PFNs count 4 KiB pages.
 	pageShift = 12
 	// maxPFNs bounds the PFNs taken from one inflate or deflate chain
@@ -56,8 +61,8 @@ type Stats struct {
 
 // Device is a virtio balloon device. It implements virtio.Device.
 //
-// Offered features: VERSION_1, RING_EVENT_IDX, RING_INDIRECT_DESC and
-// REPORTING. Its configuration space is num_pages (the target), actual
+// Offered features: VERSION_1, RING_EVENT_IDX, RING_INDIRECT_DESC,
+// DEFLATE_ON_OOM and REPORTING. Its configuration space is num_pages (the target), actual
 // (written by the driver), free_page_hint_cmd_id and poison_val (0).
 type Device struct {
 	reports, reported, discarded, inflated, deflated, badChains, failures atomic.Uint64
@@ -86,7 +91,7 @@ var _ virtio.Device = (*Device)(nil)
 // New makes a balloon device.
 func New() *Device { return &Device{} }
 
-const features = virtio.FVersion1 | virtio.FRingEventIdx | virtio.FRingIndirectDesc | FReporting
+const features = virtio.FVersion1 | virtio.FRingEventIdx | virtio.FRingIndirectDesc | FDeflateOnOOM | FReporting
 
 // DeviceID implements virtio.Device.
 func (d *Device) DeviceID() uint16 { return virtio.IDBalloon }

@@ -110,7 +110,7 @@ func (f *fakeDriver) check(lo, hi uint64, zero bool) {
 	}
 }
 
-const allFeatures = virtio.FVersion1 | virtio.FRingEventIdx | FReporting
+const allFeatures = virtio.FVersion1 | virtio.FRingEventIdx | FDeflateOnOOM | FReporting
 
 func TestFreePageReportGivesMemoryBack(t *testing.T) {
 	f := newFakeDriver(t, allFeatures)

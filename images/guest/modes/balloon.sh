@@ -1,7 +1,8 @@
 # Mode balloon: the VMM gives the guest a virtio balloon with free page
 # reporting (vmm run --balloon). The mode loads virtio_balloon (kept out of
 # the init's list: /lib/vmm/modules/balloon), checks that the driver bound
-# and negotiated REPORTING (feature bit 5), then touches memory and frees it
+# and negotiated REPORTING and DEFLATE_ON_OOM (feature bits 5 and 2), then
+# touches memory and frees it
 # again, so that the host can watch the VMM's resident memory fall once the
 # guest reports the freed blocks:
 #
@@ -12,7 +13,7 @@
 # "I have seen it"), then prints "VMM-BALLOON done".
 #
 # Prints:
-#   VMM-BALLOON bound device=<virtioN> reporting=1
+#   VMM-BALLOON bound device=<virtioN> reporting=1 deflate_on_oom=1
 #   VMM-BALLOON touched mib=<N>
 #   VMM-BALLOON freed
 #   VMM-BALLOON done
@@ -35,7 +36,9 @@ done
 features=$(cat "/sys/bus/virtio/devices/$dev/features")
 reporting=$(printf '%s' "$features" | cut -c6)
 [ "$reporting" = 1 ] || vmm_fail "REPORTING (bit 5) not negotiated: features $features"
-vmm_say "VMM-BALLOON bound device=$dev reporting=$reporting"
+oom=$(printf '%s' "$features" | cut -c3)
+[ "$oom" = 1 ] || vmm_fail "DEFLATE_ON_OOM (bit 2) not negotiated: features $features"
+vmm_say "VMM-BALLOON bound device=$dev reporting=$reporting deflate_on_oom=$oom"
 
 mib=$(vmm_arg vmm.balloon.mib) || mib=256
 wait=$(vmm_arg vmm.balloon.wait) || wait=120
