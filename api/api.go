@@ -65,10 +65,11 @@ type Server struct {
 	wg      sync.WaitGroup
 }
 
-// Listen creates the control socket at path (a stale one is replaced). Call
-// it before the VMM confines itself; Serve then needs only accept4.
+// Listen creates the control socket at path (a stale one is replaced),
+// owner-only (mode 0700: connecting takes write permission). Call it
+// before the VMM confines itself; Serve then needs only accept4.
 func Listen(path string) (*Server, error) {
-	fd, err := hostsock.Listen(path)
+	fd, err := hostsock.Listen(path, hostsock.OwnerOnly)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}

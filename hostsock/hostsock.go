@@ -12,9 +12,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Access says who may connect to a socket Listen makes.
+type Access int
+
+const (
+	// Umask leaves the socket file's mode to the process's umask.
+	Umask Access = iota
+	// OwnerOnly makes the file 0700 (only its owner may connect) from the
+	// moment it exists (the control socket: whoever connects can pause or
+	// stop the VM).
+	OwnerOnly
+)
+
 // Listen binds a non-blocking, close-on-exec Unix stream socket to path
 // and listens on it. It returns the descriptor.
-func Listen(path string) (int, error) {
+func Listen(path string, access Access) (int, error) {
 	if st, err := os.Lstat(path); err == nil {
 		if st.Mode().Type() != os.ModeSocket {
 			return -1, fmt.Errorf("%s exists and is not a socket", path)
@@ -32,7 +44,7 @@ func Listen(path string) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+	if err := bind(fd, path, access); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("bind %s: %w", path, err)
 	}
@@ -60,4 +72,16 @@ func answers(path string) (bool, error) {
 	default:
 		return false, fmt.Errorf("probe %s: %w", path, err)
 	}
+}
+
+// bind binds fd to path. For OwnerOnly the umask is 0077 meanwhile, so
+// that no one else can connect between bind and a chmod (the umask is the
+// process's; the VMM binds while building the VM, when nothing else
+// creates files).
+func bind(fd int, path string, access Access) error {
+	if access == OwnerOnly {
+		old := unix.Umask(0o077)
+		defer unix.Umask(old)
+	}
+	return unix.Bind(fd, &unix.SockaddrUnix{Name: path})
 }

@@ -124,7 +124,7 @@ func New(cfg Config) (*Device, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	fd, err := hostsock.Listen(cfg.Path)
+	fd, err := hostsock.Listen(cfg.Path, hostsock.Umask)
 	if err != nil {
 		return nil, fmt.Errorf("vsock: %w", err)
 	}
