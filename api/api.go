@@ -3,7 +3,7 @@
 // line and reads one JSON response per line, for as many requests as it
 // likes:
 //
-//	{"op":"status"}              -> {"ok":true,"state":"running","balloon":{...},"metrics":{...}}
+//	{"op":"status"}              -> {"ok":true,"state":"running","balloon":{...,"guest":{...}},"metrics":{...}}
 //	{"op":"pause"}               -> {"ok":true,"state":"paused"}  (every vCPU parked)
 //	{"op":"resume"}              -> {"ok":true,"state":"running"}
 //	{"op":"balloon","mib":256}   -> {"ok":true,"balloon":{"target_mib":256,"actual_mib":0}}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 )
 
 // Control of a running VM from outside it (the control socket): pause and
@@ -107,10 +109,11 @@ func (m *Machine) wakeParked() {
 }
 
 // BalloonMiB is the balloon's state in MiB: what the host asked for and
-// what the guest holds in it.
+// what the guest holds in it, and the guest's last memory statistics.
 type BalloonMiB struct {
-	Target uint64 `json:"target_mib"`
-	Actual uint64 `json:"actual_mib"`
+	Target uint64              `json:"target_mib"`
+	Actual uint64              `json:"actual_mib"`
+	Guest  *balloon.GuestStats `json:"guest,omitempty"`
 }
 
 // SetBalloon asks the guest to hold mib MiB in its balloon (given back to
@@ -129,12 +132,19 @@ func (m *Machine) SetBalloon(mib uint64) error {
 	return m.balloon.SetTarget(uint32(mib << 8)) // 4 KiB pages
 }
 
-// Balloon returns the balloon's state, or nil without one.
+// Balloon returns the balloon's state, or nil without one. It also asks
+// the guest for fresh statistics, which the next call returns.
 func (m *Machine) Balloon() *BalloonMiB {
 	if m.balloon == nil {
 		return nil
 	}
-	return &BalloonMiB{Target: uint64(m.balloon.Target()) >> 8, Actual: uint64(m.balloon.Actual()) >> 8}
+	b := &BalloonMiB{Target: uint64(m.balloon.Target()) >> 8, Actual: uint64(m.balloon.Actual()) >> 8}
+	if g, err := m.balloon.GuestStats(); err == nil {
+		b.Guest = g
+	} else {
+		m.log.Warn("balloon statistics", "err", err)
+	}
+	return b
 }
 
 // Metrics returns the counters and timings so far, as the metrics file

@@ -29,6 +29,10 @@ type apiResponse struct {
 	Balloon *struct {
 		Target uint64 `json:"target_mib"`
 		Actual uint64 `json:"actual_mib"`
+		Guest  *struct {
+			Total     uint64 `json:"total_bytes"`
+			Available uint64 `json:"available_bytes"`
+		} `json:"guest"`
 	} `json:"balloon"`
 	Metrics *struct {
 		ExitsTotal uint64 `json:"exits_total"`
@@ -163,12 +167,27 @@ func driveControlSocket(t *testing.T, sock string, ticks *atomic.Int64) error {
 	if b := st.Metrics.Balloon; b == nil || b.InflatedPages < 256<<8 || b.DeflatedPages < 256<<8 {
 		return fmt.Errorf("balloon metrics %+v", st.Metrics.Balloon)
 	}
+	// The guest's memory statistics (each status asks for fresh ones).
+	deadline := time.Now().Add(time.Minute)
+	for st.Balloon.Guest == nil || st.Balloon.Guest.Total == 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no guest memory statistics: %+v", *st.Balloon)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if st, err = a.do(`{"op":"status"}`); err != nil {
+			return err
+		}
+	}
+	if g := st.Balloon.Guest; g.Total < 900<<20 || g.Total > 1<<30 || g.Available == 0 || g.Available > g.Total {
+		return fmt.Errorf("guest memory statistics %+v for a 1 GiB guest", *g)
+	}
 	if _, err := a.do(`{"op":"balloon","mib":4096}`); err == nil {
 		return errors.New("a balloon larger than the guest was accepted")
 	}
 	if _, err := a.do(`{"op":"stop"}`); err != nil {
 		return err
 	}
-	t.Logf("control socket: paused with no tick for 1.5 s, balloon inflated to 256 MiB and back")
+	t.Logf("control socket: paused with no tick for 1.5 s, balloon inflated to 256 MiB and back; guest total %d MiB, available %d MiB",
+		st.Balloon.Guest.Total>>20, st.Balloon.Guest.Available>>20)
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/queue"
@@ -32,6 +33,9 @@ const (
 	// rather than fail allocations, so a target set too high costs the
 	// guest memory pressure, not an OOM kill.
 	FDeflateOnOOM uint64 = 1 << 2
+	// FStatsVQ is VIRTIO_BALLOON_F_STATS_VQ: the driver reports the
+	// guest's memory statistics on the statistics queue when asked.
+	FStatsVQ uint64 = 1 << 1
 	// pageShift is the balloon's page size: PFNs count 4 KiB pages.
 	pageShift = 12
 	// maxPFNs bounds the PFNs taken from one inflate or deflate chain
@@ -39,13 +43,14 @@ const (
 	maxPFNs = 4096
 )
 
-// Queue indices (virtio 1.2, 5.5.2). Without the statistics and free page
-// hinting features, which are not offered, the reporting queue is third.
+// The queues (virtio 1.2, 5.5.2): inflate and deflate, then the
+// statistics queue if STATS_VQ was negotiated, then the reporting queue if
+// REPORTING was; a queue whose feature is absent takes no index. (Free
+// page hinting, which would come between them, is not offered.)
 const (
 	inflateQueue = iota
 	deflateQueue
-	reportingQueue
-	numQueues
+	maxQueues = 4
 )
 
 // Stats are the device's counters since it was made.
@@ -73,6 +78,9 @@ type Device struct {
 	run    *activation
 	target uint32 // num_pages: the pages the host asks the balloon to hold
 	actual uint32
+
+	guest   *GuestStats // the driver's last statistics report
+	guestAt time.Time
 }
 
 // activation is one Activate..Reset period: a worker per queue.
@@ -80,6 +88,7 @@ type activation struct {
 	mem       *memory.Guest
 	kicks     []virtio.Kick
 	irq       virtio.Interrupt
+	stats     *statsQueue // with STATS_VQ
 	workers   sync.WaitGroup
 	stop      atomic.Bool // workers exit at the next chain boundary
 	resetting atomic.Bool // Reset has begun: do not report failures
@@ -91,7 +100,8 @@ var _ virtio.Device = (*Device)(nil)
 // New makes a balloon device.
 func New() *Device { return &Device{} }
 
-const features = virtio.FVersion1 | virtio.FRingEventIdx | virtio.FRingIndirectDesc | FDeflateOnOOM | FReporting
+const features = virtio.FVersion1 | virtio.FRingEventIdx | virtio.FRingIndirectDesc |
+	FStatsVQ | FDeflateOnOOM | FReporting
 
 // DeviceID implements virtio.Device.
 func (d *Device) DeviceID() uint16 { return virtio.IDBalloon }
@@ -99,8 +109,11 @@ func (d *Device) DeviceID() uint16 { return virtio.IDBalloon }
 // Features implements virtio.Device.
 func (d *Device) Features() uint64 { return features }
 
-// QueueMaxSizes implements virtio.Device: inflate, deflate and reporting.
-func (d *Device) QueueMaxSizes() []uint16 { return []uint16{QueueSize, QueueSize, QueueSize} }
+// QueueMaxSizes implements virtio.Device: inflate, deflate, then
+// statistics and reporting as negotiated.
+func (d *Device) QueueMaxSizes() []uint16 {
+	return []uint16{QueueSize, QueueSize, QueueSize, QueueSize}
+}
 
 // configSize is struct virtio_balloon_config's size.
 const configSize = 16
@@ -173,12 +186,18 @@ func (d *Device) Stats() Stats {
 	}
 }
 
-// Activate implements virtio.Device. The reporting queue is served when
-// REPORTING was negotiated (a driver without it sets up two queues).
+// Activate implements virtio.Device. The statistics and reporting queues
+// are served when their features were negotiated.
 func (d *Device) Activate(mem *memory.Guest, feat uint64, queues []*queue.Queue, kicks []virtio.Kick, irq virtio.Interrupt) error {
-	n := numQueues
-	if feat&FReporting == 0 {
-		n = reportingQueue
+	n := 2
+	statsAt, reportAt := -1, -1
+	if feat&FStatsVQ != 0 {
+		statsAt = n
+		n++
+	}
+	if feat&FReporting != 0 {
+		reportAt = n
+		n++
 	}
 	if len(queues) < n || len(kicks) < n {
 		virtio.CloseKicks(kicks)
@@ -197,18 +216,25 @@ func (d *Device) Activate(mem *memory.Guest, feat uint64, queues []*queue.Queue,
 		return errors.New("virtio-balloon: activate: already active")
 	}
 	r := &activation{mem: mem, kicks: kicks, irq: irq}
-	handlers := []func(*queue.Chain) uint32{
-		func(c *queue.Chain) uint32 { d.inflate(mem, c); return 0 },
-		func(c *queue.Chain) uint32 { d.deflate(mem, c); return 0 },
-		func(c *queue.Chain) uint32 { d.report(mem, c); return 0 },
+	handlers := map[int]func(*queue.Chain) uint32{
+		inflateQueue: func(c *queue.Chain) uint32 { d.inflate(mem, c); return 0 },
+		deflateQueue: func(c *queue.Chain) uint32 { d.deflate(mem, c); return 0 },
 	}
-	for i := range n {
+	if reportAt >= 0 {
+		handlers[reportAt] = func(c *queue.Chain) uint32 { d.report(mem, c); return 0 }
+	}
+	for i, h := range handlers {
 		srv := &virtio.QueueServer{
 			Queue: queues[i], Index: i, Kick: kicks[i], IRQ: irq, Stop: &r.stop,
-			Handle: handlers[i], Malformed: func() { d.badChains.Add(1) },
+			Handle: h, Malformed: func() { d.badChains.Add(1) },
 		}
 		r.workers.Add(1)
-		go d.worker(r, srv)
+		go func() { d.workerDone(r, srv.Serve()) }()
+	}
+	if statsAt >= 0 {
+		r.stats = &statsQueue{q: queues[statsAt], index: statsAt}
+		r.workers.Add(1)
+		go func() { d.workerDone(r, d.serveStats(r, kicks[statsAt])) }()
 	}
 	d.run = r
 	return nil
@@ -232,17 +258,19 @@ func (d *Device) Reset() {
 	r.workers.Wait()
 }
 
-// worker serves one queue until Reset or a fault; a fault stops all.
-func (d *Device) worker(r *activation, srv *virtio.QueueServer) {
-	err := srv.Serve()
+// workerDone ends one worker of r with err (nil: it stopped as asked).
+func (d *Device) workerDone(r *activation, err error) {
 	if err != nil {
-		r.stop.Store(true)
-		virtio.CloseKicks(r.kicks)
+		d.fail(r, err)
 	}
 	r.workers.Done()
-	if err == nil {
-		return
-	}
+}
+
+// fail stops every worker of r after a fault, which is reported once
+// they are gone.
+func (d *Device) fail(r *activation, err error) {
+	r.stop.Store(true)
+	virtio.CloseKicks(r.kicks)
 	r.failOnce.Do(func() {
 		d.failures.Add(1)
 		go func() {

@@ -33,13 +33,15 @@ func newFakeDriver(t *testing.T, feat uint64) *fakeDriver {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.mem.Close() })
-	n := numQueues
-	if feat&FReporting == 0 {
-		n = reportingQueue
+	n := 2
+	for _, f := range []uint64{FStatsVQ, FReporting} {
+		if feat&f != 0 {
+			n++
+		}
 	}
-	queues := make([]*queue.Queue, numQueues)
-	kicks := make([]virtio.Kick, numQueues)
-	for i := range numQueues {
+	queues := make([]*queue.Queue, maxQueues)
+	kicks := make([]virtio.Kick, maxQueues)
+	for i := range maxQueues {
 		k := virtio.NewChanKick()
 		kicks[i] = k
 		if i >= n {
@@ -110,7 +112,11 @@ func (f *fakeDriver) check(lo, hi uint64, zero bool) {
 	}
 }
 
+// allFeatures are the offered features but statistics: the reporting
+// queue is then the third (reportingQueue).
 const allFeatures = virtio.FVersion1 | virtio.FRingEventIdx | FDeflateOnOOM | FReporting
+
+const reportingQueue = 2
 
 func TestFreePageReportGivesMemoryBack(t *testing.T) {
 	f := newFakeDriver(t, allFeatures)
@@ -257,4 +263,77 @@ func TestBrokenRingFailsTheDevice(t *testing.T) {
 	if s := f.dev.Stats(); s.Failures != 1 {
 		t.Fatalf("stats %+v", s)
 	}
+}
+
+func TestGuestStatistics(t *testing.T) {
+	f := newFakeDriver(t, allFeatures|FStatsVQ) // statistics 2, reporting 3
+	if g, err := f.dev.GuestStats(); g != nil || err != nil {
+		t.Fatalf("before any report: %+v, %v", g, err)
+	}
+	// The driver primes the queue with its statistics.
+	buf, err := f.drv[2].Alloc(statEntry * 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(free uint64) {
+		b := make([]byte, statEntry*3)
+		for i, e := range []struct {
+			tag uint16
+			v   uint64
+		}{{4, free}, {5, 1 << 30}, {99, 7}} { // 99: a tag this device does not know
+			binary.LittleEndian.PutUint16(b[statEntry*i:], e.tag)
+			binary.LittleEndian.PutUint64(b[statEntry*i+2:], e.v)
+		}
+		if err := f.mem.WriteAt(b, buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.drv[2].AddChain([]queuetest.Buf{{Addr: buf, Len: statEntry * 3}}); err != nil {
+			t.Fatal(err)
+		}
+		f.kicks[2].Signal()
+	}
+	waitStats := func(free uint64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			g, err := f.dev.GuestStats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g != nil && g.Free == free {
+				if g.Total != 1<<30 {
+					t.Fatalf("stats %+v", g)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("stats %+v, want free %d", g, free)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	put(100 << 20)
+	waitStats(100 << 20)
+	// Asking returned the buffer to the driver, which refills it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		u, err := f.drv[2].Used()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(u) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the statistics buffer never came back")
+		}
+		f.dev.GuestStats()
+		time.Sleep(time.Millisecond)
+	}
+	put(50 << 20)
+	waitStats(50 << 20)
+	// Reporting moved to the fourth queue.
+	f.fill(0xa5)
+	f.submit(3, []queuetest.Buf{{Addr: 4 << 20, Len: 2 << 20, Write: true}})
+	f.check(4<<20, 6<<20, true)
 }
