@@ -61,8 +61,8 @@ func (a *apiClient) do(req string) (apiResponse, error) {
 
 // TestControlSocket drives a running guest through --api-socket: status,
 // pause (the guest's ticks stop), resume (they come back), a balloon the
-// guest inflates to the asked size and deflates again, and stop (vmm
-// exits 0). vmm runs confined, as by default.
+// guest inflates to the asked size and deflates again, its memory
+// statistics, and stop (vmm exits 0). vmm runs confined, as by default.
 func TestControlSocket(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "api.sock")
 	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
@@ -144,8 +144,12 @@ func driveControlSocket(t *testing.T, sock string, ticks *atomic.Int64) error {
 		return fmt.Errorf("after resume: %w", err)
 	}
 
-	// The guest inflates the balloon to the target, then deflates it.
-	for _, mib := range []uint64{256, 0} {
+	// The guest inflates the balloon to the target, then deflates it. (The
+	// size is modest: every inflated 4 KiB page is an madvise that makes
+	// the test host's KVM unmap memory, and heavy unmapping has made the
+	// nested lane's test host crash in its known way, docs/testing.md.)
+	const balloonMiB = 128
+	for _, mib := range []uint64{balloonMiB, 0} {
 		if _, err := a.do(fmt.Sprintf(`{"op":"balloon","mib":%d}`, mib)); err != nil {
 			return err
 		}
@@ -164,7 +168,7 @@ func driveControlSocket(t *testing.T, sock string, ticks *atomic.Int64) error {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	if b := st.Metrics.Balloon; b == nil || b.InflatedPages < 256<<8 || b.DeflatedPages < 256<<8 {
+	if b := st.Metrics.Balloon; b == nil || b.InflatedPages < balloonMiB<<8 || b.DeflatedPages < balloonMiB<<8 {
 		return fmt.Errorf("balloon metrics %+v", st.Metrics.Balloon)
 	}
 	// The guest's memory statistics (each status asks for fresh ones).
@@ -187,7 +191,7 @@ func driveControlSocket(t *testing.T, sock string, ticks *atomic.Int64) error {
 	if _, err := a.do(`{"op":"stop"}`); err != nil {
 		return err
 	}
-	t.Logf("control socket: paused with no tick for 1.5 s, balloon inflated to 256 MiB and back; guest total %d MiB, available %d MiB",
-		st.Balloon.Guest.Total>>20, st.Balloon.Guest.Available>>20)
+	t.Logf("control socket: paused with no tick for 1.5 s, balloon inflated to %d MiB and back; guest total %d MiB, available %d MiB",
+		balloonMiB, st.Balloon.Guest.Total>>20, st.Balloon.Guest.Available>>20)
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -335,9 +336,19 @@ func (d *Device) forPFNRuns(mem *memory.Guest, c *queue.Chain, fn func(addr, n u
 		d.badChains.Add(1)
 		return
 	}
-	var start, length uint64
+	// Sorted and without repeats, the pages of one batch form as few runs
+	// as they can: Linux hands them over in allocation order, often
+	// descending, and each run is one madvise, which in guest RAM backed
+	// by huge pages splits one and makes KVM unmap it.
+	pfns := make([]uint32, 0, n/4)
 	for i := 0; i < len(b); i += 4 {
-		addr := uint64(binary.LittleEndian.Uint32(b[i:])) << pageShift
+		pfns = append(pfns, binary.LittleEndian.Uint32(b[i:]))
+	}
+	slices.Sort(pfns)
+	pfns = slices.Compact(pfns)
+	var start, length uint64
+	for _, pfn := range pfns {
+		addr := uint64(pfn) << pageShift
 		if length > 0 && addr == start+length {
 			length += 1 << pageShift
 			continue

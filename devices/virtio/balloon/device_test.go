@@ -171,7 +171,8 @@ func TestInflateAndDeflate(t *testing.T) {
 	f := newFakeDriver(t, allFeatures)
 	f.fill(0xa5)
 	base := uint32(4 << 20 >> pageShift)
-	a := pfns(t, f, inflateQueue, base, base+1, base+2, base+10)
+	a := pfns(t, f, inflateQueue, base+2, base+10, base, base+1, base+10) // any order, repeats
+
 	f.submit(inflateQueue, []queuetest.Buf{{Addr: a, Len: 16}})
 	f.check(4<<20, 4<<20+3*4096, true)
 	f.check(4<<20+3*4096, 4<<20+10*4096, false)
