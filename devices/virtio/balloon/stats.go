@@ -111,29 +111,13 @@ func (d *Device) recordStats(r *activation, c *queue.Chain) {
 		return
 	}
 	var g GuestStats
+	byTag := [...]*uint64{ // VIRTIO_BALLOON_S_*: the tag is the index
+		&g.SwapIn, &g.SwapOut, &g.MajorFaults, &g.MinorFaults, &g.Free,
+		&g.Total, &g.Available, &g.DiskCaches, &g.HugetlbAllocs, &g.HugetlbFailures,
+	}
 	for i := 0; i+statEntry <= len(b); i += statEntry {
-		v := binary.LittleEndian.Uint64(b[i+2:])
-		switch binary.LittleEndian.Uint16(b[i:]) {
-		case 0:
-			g.SwapIn = v
-		case 1:
-			g.SwapOut = v
-		case 2:
-			g.MajorFaults = v
-		case 3:
-			g.MinorFaults = v
-		case 4:
-			g.Free = v
-		case 5:
-			g.Total = v
-		case 6:
-			g.Available = v
-		case 7:
-			g.DiskCaches = v
-		case 8:
-			g.HugetlbAllocs = v
-		case 9:
-			g.HugetlbFailures = v
+		if tag := int(binary.LittleEndian.Uint16(b[i:])); tag < len(byTag) {
+			*byTag[tag] = binary.LittleEndian.Uint64(b[i+2:])
 		}
 	}
 	d.mu.Lock()
