@@ -26,6 +26,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -107,25 +108,35 @@ func (s *Server) Serve(ctl Controller) {
 	}()
 }
 
-// accept waits for the next connection.
+// accept waits for the next connection. A connection gone while queued is
+// skipped; out of descriptors, the listener rests a moment (it stays
+// readable, so retrying at once would spin).
 func (s *Server) accept() (*os.File, error) {
-	var nfd int
-	var aerr error
-	err := s.lnRC.Read(func(fd uintptr) bool {
-		nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		return !errors.Is(aerr, unix.EAGAIN) && !errors.Is(aerr, unix.EINTR)
-	})
-	if err != nil {
-		return nil, err
-	}
-	if aerr != nil {
-		if errors.Is(aerr, unix.ECONNABORTED) || errors.Is(aerr, unix.EMFILE) || errors.Is(aerr, unix.ENFILE) {
-			return s.accept()
+	for {
+		var nfd int
+		var aerr error
+		err := s.lnRC.Read(func(fd uintptr) bool {
+			nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			return !errors.Is(aerr, unix.EAGAIN) && !errors.Is(aerr, unix.EINTR)
+		})
+		switch {
+		case err != nil:
+			return nil, err
+		case errors.Is(aerr, unix.ECONNABORTED):
+			continue
+		case errors.Is(aerr, unix.EMFILE), errors.Is(aerr, unix.ENFILE):
+			time.Sleep(acceptRest)
+			continue
+		case aerr != nil:
+			return nil, aerr
 		}
-		return nil, aerr
+		return os.NewFile(uintptr(nfd), "api client"), nil
 	}
-	return os.NewFile(uintptr(nfd), "api client"), nil
 }
+
+// acceptRest is how long the listener is left alone when the process is
+// out of descriptors.
+const acceptRest = 100 * time.Millisecond
 
 func (s *Server) track(c *os.File) bool {
 	s.mu.Lock()
