@@ -133,6 +133,11 @@ type BzImage struct {
 	// CmdlineSize is the longest command line the kernel accepts, NUL
 	// excluded.
 	CmdlineSize uint32
+	// KASLR: vmm unpacked the kernel (BzImagePayload.Load) at a random
+	// place; WriteBootParams sets KASLR_FLAG. VirtOffset is the virtual
+	// offset the relocations applied.
+	KASLR      bool
+	VirtOffset uint64
 }
 
 // LoadBzImage checks the setup header of the bzImage in kernel (size bytes)
@@ -153,25 +158,10 @@ func LoadBzImage(mem *memory.Guest, kernel io.ReaderAt, size int64) (*BzImage, e
 		return nil, err
 	}
 
-	setupSects := uint64(h.SetupSects)
-	if setupSects == 0 {
-		setupSects = 4
+	codeOff, codeLen, err := protectedModeCode(&h, size)
+	if err != nil {
+		return nil, err
 	}
-	codeOff := (setupSects + 1) * sectorSize
-	if uint64(size) <= codeOff {
-		return nil, fmt.Errorf("%w: setup code (%d sectors) reaches past the end of the %d-byte file",
-			ErrMalformedKernel, setupSects, size)
-	}
-	rest := uint64(size) - codeOff
-	// syssize is the protected-mode size rounded up to 16 bytes; anything
-	// after it (a signature, padding) is not loaded.
-	sysBytes := uint64(h.SysSize) * 16
-	if sysBytes == 0 || sysBytes > rest+15 {
-		return nil, fmt.Errorf("%w: syssize %#x paragraphs does not match the %d bytes after the setup code",
-			ErrMalformedKernel, h.SysSize, rest)
-	}
-	codeLen := min(sysBytes, rest)
-
 	runtimeStart, err := runtimeStart(&h, KernelLoadAddr)
 	if err != nil {
 		return nil, err
@@ -257,6 +247,30 @@ func parseSetupHeader(b []byte) (SetupHeader, []byte, error) {
 	raw := make([]byte, end-hdrStart)
 	copy(raw, b[hdrStart:end])
 	return h, raw, nil
+}
+
+// protectedModeCode locates the protected-mode code in a bzImage of size
+// bytes: it follows the boot sector and the setup sectors, and syssize
+// gives its length.
+func protectedModeCode(h *SetupHeader, size int64) (off, n uint64, err error) {
+	setupSects := uint64(h.SetupSects)
+	if setupSects == 0 {
+		setupSects = 4
+	}
+	off = (setupSects + 1) * sectorSize
+	if uint64(size) <= off {
+		return 0, 0, fmt.Errorf("%w: setup code (%d sectors) reaches past the end of the %d-byte file",
+			ErrMalformedKernel, setupSects, size)
+	}
+	rest := uint64(size) - off
+	// syssize is the protected-mode size rounded up to 16 bytes; anything
+	// after it (a signature, padding) is not loaded.
+	sysBytes := uint64(h.SysSize) * 16
+	if sysBytes == 0 || sysBytes > rest+15 {
+		return 0, 0, fmt.Errorf("%w: syssize %#x paragraphs does not match the %d bytes after the setup code",
+			ErrMalformedKernel, h.SysSize, rest)
+	}
+	return off, min(sysBytes, rest), nil
 }
 
 // runtimeStart is the address the kernel runs at when loaded at loadAddr,

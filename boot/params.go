@@ -101,6 +101,10 @@ func WriteBootParams(mem *memory.Guest, k *BzImage, p LinuxParams) error {
 	copy(zp[hdrStart:], k.RawHeader)
 	zp[hdrTypeOfLoader] = typeOfLoaderUndef
 	zp[hdrLoadFlags] |= LoadFlagLoadedHigh
+	zp[hdrLoadFlags] &^= LoadFlagKASLR
+	if k.KASLR {
+		zp[hdrLoadFlags] |= LoadFlagKASLR
+	}
 	le.PutUint16(zp[hdrVidMode:], vidModeNormal)
 	le.PutUint32(zp[hdrCmdLinePtr:], uint32(p.CmdlineAddr))
 	le.PutUint32(zp[zpExtCmdLinePtr:], uint32(p.CmdlineAddr>>32))
