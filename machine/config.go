@@ -72,6 +72,9 @@ type Config struct {
 	// Vsock, if set, adds a virtio socket device whose host end is Unix
 	// sockets at Vsock.Path (see package vsock).
 	Vsock *vsock.Config
+	// GuestDecompress leaves a bzImage to decompress itself in the guest
+	// instead of vmm unpacking it (boot.OpenBzImage).
+	GuestDecompress bool
 
 	Console io.Writer // guest serial output; nil discards
 	Input   io.Reader // guest serial input; nil for none

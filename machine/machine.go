@@ -8,6 +8,8 @@
 package machine
 
 import (
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -66,9 +68,12 @@ type Result struct {
 
 // Machine is one VM. Build it with New, run it once with Run.
 type Machine struct {
-	cfg   Config
-	log   *slog.Logger
-	start time.Time // process-level reference for boot timing
+	cfg Config
+	log *slog.Logger
+	// kernelLoader and kaslr say how the kernel was loaded (metrics).
+	kernelLoader string
+	kaslr        bool
+	start        time.Time // process-level reference for boot timing
 
 	sys   *kvm.System
 	vm    *kvm.VM
@@ -232,16 +237,12 @@ func (m *Machine) loadGuest() (bootEntry, error) {
 
 	switch format {
 	case KernelBzImage:
-		k, err := boot.LoadBzImage(m.mem, kf, fi.Size())
+		k, initrdAddr, initrdSize, err := m.loadBzImage(kf, fi.Size())
 		if err != nil {
-			return bootEntry{}, fmt.Errorf("kernel %s: %w", m.cfg.KernelPath, err)
+			return bootEntry{}, err
 		}
 		if err := boot.WriteCmdline(m.mem, boot.CmdlineAddr, m.cfg.Cmdline, int(k.CmdlineSize)); err != nil {
 			return bootEntry{}, fmt.Errorf("--cmdline: %w", err)
-		}
-		initrdAddr, initrdSize, err := m.loadInitrd(k.End, uint64(k.InitrdAddrMax))
-		if err != nil {
-			return bootEntry{}, err
 		}
 		err = boot.WriteBootParams(m.mem, k, boot.LinuxParams{
 			CmdlineAddr: boot.CmdlineAddr, CmdlineLen: len(m.cfg.Cmdline),
@@ -275,9 +276,69 @@ func (m *Machine) loadGuest() (bootEntry, error) {
 		}
 		entry.setSregs = boot.ProtectedModeSregs
 		regs = boot.PVHRegs(k.Entry32, startInfo)
+		m.kernelLoader = LoaderPVH
 	}
 	entry.regs = regs
 	return entry, nil
+}
+
+// Kernel loaders, as the metrics name them.
+const (
+	// LoaderUnpacked: vmm decompressed the bzImage's kernel itself and
+	// entered the kernel proper (boot.OpenBzImage).
+	LoaderUnpacked = "bzimage-unpacked"
+	// LoaderBzImage: the bzImage decompressed itself in the guest.
+	LoaderBzImage = "bzimage"
+	// LoaderPVH: an ELF vmlinux entered through its PVH note.
+	LoaderPVH = "pvh"
+)
+
+// loadBzImage loads a bzImage and the initrd. Unless the configuration
+// says otherwise, vmm unpacks the kernel itself (boot.OpenBzImage): the
+// initrd goes to the top of low RAM first, and the kernel below it, at a
+// random place unless the command line says "nokaslr". A bzImage vmm
+// cannot unpack (another compression format) decompresses itself in the
+// guest.
+func (m *Machine) loadBzImage(kf *os.File, size int64) (k *boot.BzImage, initrdAddr, initrdSize uint64, err error) {
+	if !m.cfg.GuestDecompress {
+		p, err := boot.OpenBzImage(kf, size)
+		switch {
+		case err == nil:
+			defer p.Close()
+			initrdAddr, initrdSize, err := m.loadInitrd(p.MinAddr()+p.Span(), p.InitrdAddrMax())
+			if err != nil {
+				return nil, 0, 0, err
+			}
+			limit := uint64(boot.LowRAMEnd)
+			if initrdSize != 0 {
+				limit = initrdAddr
+			}
+			k, err := p.Load(m.mem, boot.Placement{
+				Limit:     limit,
+				Randomize: !boot.HasCmdlineWord(m.cfg.Cmdline, "nokaslr"),
+				Rand:      rand.Reader,
+			})
+			if err != nil {
+				return nil, 0, 0, fmt.Errorf("kernel %s: %w", m.cfg.KernelPath, err)
+			}
+			m.kernelLoader, m.kaslr = LoaderUnpacked, k.KASLR
+			m.log.Debug("kernel unpacked", "load", fmt.Sprintf("%#x", k.LoadAddr), "kaslr", k.KASLR)
+			return k, initrdAddr, initrdSize, nil
+		case !errors.Is(err, boot.ErrNotUnpackable):
+			return nil, 0, 0, fmt.Errorf("kernel %s: %w", m.cfg.KernelPath, err)
+		}
+		m.log.Debug("the kernel decompresses itself", "reason", err)
+	}
+	k, err = boot.LoadBzImage(m.mem, kf, size)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("kernel %s: %w", m.cfg.KernelPath, err)
+	}
+	initrdAddr, initrdSize, err = m.loadInitrd(k.End, k.InitrdAddrMax)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	m.kernelLoader = LoaderBzImage
+	return k, initrdAddr, initrdSize, nil
 }
 
 // loadInitrd reads the initrd file straight into guest memory, as high as

@@ -116,7 +116,11 @@ type Report struct {
 	// StartPhases splits start_to_entry_ms: "process" (from the VMM's
 	// start to building the VM), then each build step, then "vcpus_run"
 	// (starting the vCPU threads up to the first KVM_RUN).
-	StartPhases   []Phase          `json:"start_phases,omitempty"`
+	StartPhases []Phase `json:"start_phases,omitempty"`
+	// KernelLoader is how the kernel was loaded (LoaderUnpacked,
+	// LoaderBzImage, LoaderPVH); KASLR whether vmm placed it at random.
+	KernelLoader  string           `json:"kernel_loader"`
+	KASLR         bool             `json:"kaslr,omitempty"`
 	StartToInitMs float64          `json:"start_to_init_ms,omitempty"`
 	EntryToInitMs float64          `json:"entry_to_init_ms,omitempty"`
 	ExitsTotal    uint64           `json:"exits_total"`
@@ -156,7 +160,8 @@ func (m *Machine) report() Report {
 		StopReason: reason, CPUs: m.cfg.CPUs, MemoryMiB: m.cfg.MemoryMiB,
 		StartToEntryMs: ms(mt.sinceStart), StartToEntryCPUMs: ms(mt.entryCPU),
 		ExitsTotal: m.exitsSoFar(), ExitsToInit: mt.markerExits,
-		StartPhases: mt.phases,
+		StartPhases:  mt.phases,
+		KernelLoader: m.kernelLoader, KASLR: m.kaslr,
 	}
 	if !mt.marker.IsZero() {
 		r.StartToInitMs = ms(mt.marker.Sub(m.start))

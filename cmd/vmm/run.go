@@ -58,6 +58,8 @@ func runCommand(start time.Time) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "kernel", Usage: "bzImage or ELF vmlinux (PVH) `FILE`, e.g. images/out/vmlinuz", Required: true},
 			&cli.StringFlag{Name: "initrd", Usage: "initramfs `FILE`, e.g. images/out/initrd.img"},
+			&cli.BoolFlag{Name: "guest-decompress", Usage: "let a bzImage decompress itself in the guest; by default vmm unpacks an LZ4 bzImage itself " +
+				"and starts the kernel proper, placed at random (KASLR) like the kernel's own decompressor would unless the command line has nokaslr"},
 			&cli.StringFlag{Name: "cmdline", Value: "console=ttyS0", Usage: "kernel command line, e.g. \"console=ttyS0 root=/dev/vda\""},
 			&cli.IntFlag{Name: "cpus", Value: 1, Usage: fmt.Sprintf("number of vCPUs, 1..%d", machine.MaxCPUs)},
 			&cli.StringFlag{Name: "memory", Value: "512M", Usage: "guest RAM `SIZE`, e.g. 512M or 2G"},
@@ -125,6 +127,8 @@ func runConfig(c *cli.Context) (machine.Config, *slog.Logger, error) {
 		RNG:         c.Bool("rng"),
 		Balloon:     c.Bool("balloon"),
 		Console:     os.Stdout,
+
+		GuestDecompress: c.Bool("guest-decompress"),
 	}
 	for _, d := range c.StringSlice("disk") {
 		disk, err := parseDisk(d)
