@@ -246,10 +246,10 @@ func FuzzParseSmaps(f *testing.F) {
 func TestMicroFlavours(t *testing.T) {
 	c := runConfig{vmm: "vmm", qemu: "qemu", images: "/images", memMiB: 512, micro: "/m"}
 	fs := c.flavours("/tmp/m.json")
-	if len(fs) != 8 {
-		t.Fatalf("%d flavours, want 8", len(fs))
+	if len(fs) != 9 || fs[8].Name != "ours-guestdc" {
+		t.Fatalf("%d flavours, want 8 and ours-guestdc", len(fs))
 	}
-	for _, f := range fs[4:] {
+	for _, f := range fs[4:8] {
 		argv := strings.Join(f.Argv, " ")
 		if !strings.HasSuffix(f.Name, "-micro") || !strings.Contains(argv, "/m/vmlinu") || strings.Contains(argv, "/images/vmlinu") {
 			t.Errorf("%s: %s", f.Name, argv)

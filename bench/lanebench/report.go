@@ -321,6 +321,7 @@ func summarize(raw *Raw) Summary {
 	}
 	// The comparisons made when both flavours ran.
 	pairs := [][2]string{{"ours", "qemu-q35"}, {"ours", "qemu-microvm"}, {"ours-pvh", "qemu-microvm"}, {"ours-pvh", "qemu-q35"}, {"ours-pvh", "ours"},
+		{"ours-guestdc", "qemu-q35"}, {"ours", "ours-guestdc"},
 		{"ours-micro", "qemu-q35-micro"}, {"ours-pvh-micro", "qemu-microvm-micro"}, {"ours-pvh-micro", "qemu-q35-micro"}}
 	for _, p := range pairs {
 		a, b := byName[p[0]], byName[p[1]]
