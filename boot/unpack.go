@@ -102,8 +102,8 @@ type BzImagePayload struct {
 	kaslr     bool      // built with CONFIG_RANDOMIZE_BASE
 }
 
-// OpenBzImage checks the bzImage in f (size bytes), decodes its payload's
-// first chunk and checks the kernel's ELF headers. ErrNotUnpackable means
+// OpenBzImage checks the bzImage in f (size bytes), decodes the first
+// 64 KiB of its payload and checks the kernel proper's ELF headers there. ErrNotUnpackable means
 // the image may well boot the way it always did, by decompressing itself.
 func OpenBzImage(f *os.File, size int64) (*BzImagePayload, error) {
 	if size < hdrMagic+4 {
@@ -131,8 +131,8 @@ func OpenBzImage(f *os.File, size int64) (*BzImagePayload, error) {
 	page := uint64(os.Getpagesize())
 	mapOff := codeOff &^ (page - 1)
 	m, err := unix.Mmap(int(f.Fd()), int64(mapOff), int(codeOff-mapOff+codeLen), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return nil, fmt.Errorf("boot: map bzImage: %w", err)
+	if err != nil { // a file system without mmap: the guest can still decompress
+		return nil, fmt.Errorf("%w: map the kernel file: %w", ErrNotUnpackable, err)
 	}
 	p := &BzImagePayload{header: h, raw: raw, mapping: m, code: m[codeOff-mapOff:]}
 	if err := p.open(po, pl, codeOff-mapOff); err != nil {
@@ -142,7 +142,8 @@ func OpenBzImage(f *os.File, size int64) (*BzImagePayload, error) {
 	return p, nil
 }
 
-// open finds the chunks, decodes the first and checks the ELF headers in it.
+// open finds the chunks, decodes the first headerBytes and checks the ELF
+// headers in them.
 func (p *BzImagePayload) open(po, pl, codeAt uint64) (err error) {
 	defer catchFault(&err, debug.SetPanicOnFault(true))
 	payload := p.code[po : po+pl]
@@ -192,10 +193,10 @@ func (p *BzImagePayload) open(po, pl, codeAt uint64) (err error) {
 }
 
 // parseKernel checks the kernel proper's ELF header and program headers,
-// which must lie in its first decoded bytes b.
+// which must lie in its first decoded bytes b (at most headerBytes).
 func (p *BzImagePayload) parseKernel(b []byte) error {
 	if len(b) < elfHeaderSize {
-		return fmt.Errorf("%w: first chunk of %d bytes holds no ELF header", ErrNotUnpackable, len(b))
+		return fmt.Errorf("%w: the %d decoded bytes hold no ELF header", ErrNotUnpackable, len(b))
 	}
 	phdrs, err := parseELF(b[:elfHeaderSize], bytes.NewReader(b), uint64(len(b)))
 	if err != nil {
