@@ -145,20 +145,7 @@ type BzImage struct {
 // parameters. The file is read with two calls to ReadAt: the header and the
 // code, the latter straight into guest memory.
 func LoadBzImage(mem *memory.Guest, kernel io.ReaderAt, size int64) (*BzImage, error) {
-	if size < hdrMagic+4 {
-		return nil, fmt.Errorf("%w: %d bytes is too short for a setup header", ErrNotBzImage, size)
-	}
-	// The header is within the first two sectors.
-	head := make([]byte, min(size, 2*sectorSize))
-	if err := readFull(kernel, head, 0); err != nil {
-		return nil, fmt.Errorf("boot: read bzImage header: %w", err)
-	}
-	h, raw, err := parseSetupHeader(head)
-	if err != nil {
-		return nil, err
-	}
-
-	codeOff, codeLen, err := protectedModeCode(&h, size)
+	h, raw, codeOff, codeLen, err := readSetupHeader(kernel, size)
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +176,24 @@ func LoadBzImage(mem *memory.Guest, kernel io.ReaderAt, size int64) (*BzImage, e
 		InitrdAddrMax: initrdMax,
 		CmdlineSize:   h.CmdlineSize,
 	}, nil
+}
+
+// readSetupHeader reads and checks the setup header of the bzImage in r
+// (size bytes) and locates its protected-mode code.
+func readSetupHeader(r io.ReaderAt, size int64) (h SetupHeader, raw []byte, codeOff, codeLen uint64, err error) {
+	if size < hdrMagic+4 {
+		return h, nil, 0, 0, fmt.Errorf("%w: %d bytes is too short for a setup header", ErrNotBzImage, size)
+	}
+	// The header is within the first two sectors.
+	head := make([]byte, min(size, 2*sectorSize))
+	if err := readFull(r, head, 0); err != nil {
+		return h, nil, 0, 0, fmt.Errorf("boot: read bzImage header: %w", err)
+	}
+	if h, raw, err = parseSetupHeader(head); err != nil {
+		return h, nil, 0, 0, err
+	}
+	codeOff, codeLen, err = protectedModeCode(&h, size)
+	return h, raw, codeOff, codeLen, err
 }
 
 // parseSetupHeader decodes and checks the setup header in the image's first

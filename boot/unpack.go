@@ -103,21 +103,11 @@ type BzImagePayload struct {
 }
 
 // OpenBzImage checks the bzImage in f (size bytes), decodes the first
-// 64 KiB of its payload and checks the kernel proper's ELF headers there. ErrNotUnpackable means
-// the image may well boot the way it always did, by decompressing itself.
+// 64 KiB of its payload and checks the kernel proper's ELF headers there.
+// ErrNotUnpackable means the image may well boot the way it always did, by
+// decompressing itself.
 func OpenBzImage(f *os.File, size int64) (*BzImagePayload, error) {
-	if size < hdrMagic+4 {
-		return nil, fmt.Errorf("%w: %d bytes is too short for a setup header", ErrNotBzImage, size)
-	}
-	head := make([]byte, min(size, 2*sectorSize))
-	if err := readFull(f, head, 0); err != nil {
-		return nil, fmt.Errorf("boot: read bzImage header: %w", err)
-	}
-	h, raw, err := parseSetupHeader(head)
-	if err != nil {
-		return nil, err
-	}
-	codeOff, codeLen, err := protectedModeCode(&h, size)
+	h, raw, codeOff, codeLen, err := readSetupHeader(f, size)
 	if err != nil {
 		return nil, err
 	}

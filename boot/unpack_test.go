@@ -194,15 +194,19 @@ func TestUnpackBzImageErrors(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
-	t.Run("relocation outside the kernel", func(t *testing.T) {
-		k := bytes.Clone(kernel)
-		le.PutUint32(k[len(k)-4:], 0x80000000+0x3000000)
+	// loadRandomized opens and loads a kernel proper, placed at random.
+	loadRandomized := func(t *testing.T, k []byte) error {
 		p, err := openCrafted(t, craftedBzImage(lz4LegacyFrame(k, 0x1800), true))
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = p.Load(newTestMem(t, testMemSize), Placement{Limit: testMemSize, Randomize: true, Rand: randomWords(1, 1)})
-		if !errors.Is(err, ErrMalformedKernel) {
+		return err
+	}
+	t.Run("relocation outside the kernel", func(t *testing.T) {
+		k := bytes.Clone(kernel)
+		le.PutUint32(k[len(k)-4:], 0x80000000+0x3000000)
+		if err := loadRandomized(t, k); !errors.Is(err, ErrMalformedKernel) {
 			t.Fatalf("got %v", err)
 		}
 	})
@@ -211,14 +215,9 @@ func TestUnpackBzImageErrors(t *testing.T) {
 		for i := len(k) - 24; i < len(k); i += 4 {
 			le.PutUint32(k[i:], 0x80000000+uk64Field)
 		}
-		p, err := openCrafted(t, craftedBzImage(lz4LegacyFrame(k, 0x1800), true))
-		if err != nil {
-			t.Fatal(err)
-		}
 		// The table then runs into the section headers and segments; the
 		// first word there that is no field of the kernel is refused.
-		_, err = p.Load(newTestMem(t, testMemSize), Placement{Limit: testMemSize, Randomize: true, Rand: randomWords(1, 1)})
-		if !errors.Is(err, ErrMalformedKernel) {
+		if err := loadRandomized(t, k); !errors.Is(err, ErrMalformedKernel) {
 			t.Fatalf("got %v", err)
 		}
 	})
