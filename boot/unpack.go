@@ -515,6 +515,32 @@ func inFileBytes(loads []elfPhdr, addr, n uint64) bool {
 	return false
 }
 
+// kaslrLayoutOptions are the command-line options the decompressor's KASLR
+// reads to keep the kernel out of memory (kaslr.c: handle_mem_options):
+// a memory limit, reserved ranges, gigantic pages. vmm does not reproduce
+// them; a command line with any of them is left to the kernel's own
+// decompressor (NeedsGuestDecompress).
+var kaslrLayoutOptions = []string{"mem", "memmap", "hugepages", "hugepagesz", "efi_fake_mem"}
+
+// NeedsGuestDecompress reports the first option on the command line that
+// the kernel's own decompressor takes into account when it places the
+// kernel and vmm does not ("" if none): with it, the bzImage should
+// decompress itself.
+func NeedsGuestDecompress(cmdline string) string {
+	for _, w := range strings.Fields(cmdline) {
+		if w == "--" { // what follows is init's, not the kernel's
+			return ""
+		}
+		name, _, _ := strings.Cut(w, "=")
+		for _, o := range kaslrLayoutOptions {
+			if name == o {
+				return w
+			}
+		}
+	}
+	return ""
+}
+
 // HasCmdlineWord reports whether word is one of the command line's
 // whitespace-separated words, as the kernel's early boolean options are
 // found.

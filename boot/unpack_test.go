@@ -279,6 +279,22 @@ func TestRandomBelowIsUniformOverItsRange(t *testing.T) {
 	}
 }
 
+func TestNeedsGuestDecompress(t *testing.T) {
+	for cmdline, want := range map[string]string{
+		"console=ttyS0 quiet":                "",
+		"console=ttyS0 mem=256M":             "mem=256M",
+		"memmap=100M$0x10000000 quiet":       "memmap=100M$0x10000000",
+		"hugepagesz=1G hugepages=2":          "hugepagesz=1G",
+		"memory=1 memmapx=2":                 "",
+		"console=ttyS0 -- mem=256M":          "",
+		"efi_fake_mem=2G@4G:0x10000 nokaslr": "efi_fake_mem=2G@4G:0x10000",
+	} {
+		if got := NeedsGuestDecompress(cmdline); got != want {
+			t.Errorf("%q: got %q, want %q", cmdline, got, want)
+		}
+	}
+}
+
 func TestHasCmdlineWord(t *testing.T) {
 	for cmdline, want := range map[string]bool{
 		"console=ttyS0 nokaslr":   true,

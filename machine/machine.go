@@ -297,10 +297,16 @@ const (
 // says otherwise, vmm unpacks the kernel itself (boot.OpenBzImage): the
 // initrd goes to the top of low RAM first, and the kernel below it, at a
 // random place unless the command line says "nokaslr". A bzImage vmm
-// cannot unpack (another compression format) decompresses itself in the
-// guest.
+// cannot unpack (another compression format), or a command line with
+// options that steer the decompressor's KASLR (mem=, memmap=, ...),
+// leaves the kernel to decompress itself in the guest.
 func (m *Machine) loadBzImage(kf *os.File, size int64) (k *boot.BzImage, initrdAddr, initrdSize uint64, err error) {
-	if !m.cfg.GuestDecompress {
+	guest := m.cfg.GuestDecompress
+	if opt := boot.NeedsGuestDecompress(m.cfg.Cmdline); opt != "" && !guest {
+		m.log.Debug("the kernel decompresses itself: its KASLR reads an option vmm does not", "option", opt)
+		guest = true
+	}
+	if !guest {
 		p, err := boot.OpenBzImage(kf, size)
 		switch {
 		case err == nil:
