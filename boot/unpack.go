@@ -71,6 +71,10 @@ const (
 	lz4Window = 256 << 10
 	// headerBytes of the decoded kernel are read for its ELF headers.
 	headerBytes = 64 << 10
+	// maxChunks bounds the chunks of a payload (and what vmm keeps of
+	// them): the kernel build makes every chunk but the last decode to
+	// 8 MiB, so 1 GiB of kernel needs 128.
+	maxChunks = 4096
 
 	// LoadFlagKASLR (KASLR_FLAG): the kernel was placed at random.
 	LoadFlagKASLR = 1 << 1
@@ -142,10 +146,16 @@ func (p *BzImagePayload) open(po, pl, codeAt uint64) (err error) {
 	}
 	p.kaslr = bytes.Contains(p.code[:po], []byte(kaslrMessage)) || bytes.Contains(p.code[po+pl:], []byte(kaslrMessage))
 	p.size, err = lz4LegacyChunks(payload, func(block []byte, at uint64) error {
+		if len(p.chunks) == maxChunks {
+			return fmt.Errorf("%w: more than %d chunks in the payload", ErrNotUnpackable, maxChunks)
+		}
 		p.chunks = append(p.chunks, block)
 		p.offsets = append(p.offsets, codeAt+po+at)
 		return nil
 	})
+	if errors.Is(err, ErrNotUnpackable) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("%w: payload: %w", ErrMalformedKernel, err)
 	}

@@ -172,6 +172,12 @@ func TestUnpackBzImageErrors(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+	t.Run("too many chunks", func(t *testing.T) {
+		// Over 5000 chunks of 5 bytes: valid, but not what a kernel build makes.
+		if _, err := openCrafted(t, craftedBzImage(lz4LegacyFrame(kernel, 5), true)); !errors.Is(err, ErrNotUnpackable) {
+			t.Fatalf("got %v", err)
+		}
+	})
 	t.Run("declared size wrong", func(t *testing.T) {
 		bad := bytes.Clone(good)
 		le.PutUint32(bad[len(bad)-4:], uint32(len(kernel)+1))
