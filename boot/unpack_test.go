@@ -71,12 +71,23 @@ func openCrafted(t *testing.T, img []byte) (*BzImagePayload, error) {
 	if err := os.WriteFile(path, img, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return openBzImageFile(t, path)
+}
+
+// openBzImageFile runs OpenBzImage on the file at path; the file and the
+// payload are closed when the test ends.
+func openBzImageFile(t *testing.T, path string) (*BzImagePayload, error) {
+	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	p, err := OpenBzImage(f, int64(len(img)))
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenBzImage(f, st.Size())
 	if err == nil {
 		t.Cleanup(p.Close)
 	}
@@ -324,17 +335,10 @@ func TestUnpackRealBzImage(t *testing.T) {
 	if bz == "" {
 		t.Skip("VMM_TEST_BZIMAGE not set")
 	}
-	f, err := os.Open(bz)
+	p, err := openBzImageFile(t, bz)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	st, _ := f.Stat()
-	p, err := OpenBzImage(f, st.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
 	mem := newTestMem(t, 512<<20)
 	k, err := p.Load(mem, Placement{Limit: 512 << 20})
 	if err != nil {
@@ -358,11 +362,10 @@ func TestUnpackRealBzImage(t *testing.T) {
 			t.Fatal("unpacked kernel differs from the vmlinux loaded by LoadPVH")
 		}
 	}
-	p2, err := OpenBzImage(f, st.Size())
+	p2, err := openBzImageFile(t, bz)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p2.Close()
 	k2, err := p2.Load(newTestMem(t, 512<<20), Placement{Limit: 512 << 20, Randomize: true, Rand: randomWords(11, 222)})
 	if err != nil {
 		t.Fatal(err)
@@ -383,22 +386,12 @@ func FuzzUnpackKernel(f *testing.F) {
 			return
 		}
 		frame := lz4LegacyFrame(kernel, int(chunk)+1)
-		// A file of its own: fuzzing workers are processes of their own.
-		path := filepath.Join(t.TempDir(), "bzImage")
-		if err := os.WriteFile(path, craftedBzImage(frame, true), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		file, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer file.Close()
-		st, _ := file.Stat()
-		p, err := OpenBzImage(file, st.Size())
+		// A file of its own (t.TempDir): fuzzing workers are processes of
+		// their own.
+		p, err := openCrafted(t, craftedBzImage(frame, true))
 		if err != nil {
 			return
 		}
-		defer p.Close()
 		k, err := p.Load(mem, Placement{Limit: testMemSize, Randomize: true, Rand: randomWords(physPick, virtPick)})
 		if err != nil {
 			return
