@@ -86,6 +86,19 @@ func abiValues() []abiValue {
 		add("sizeof(struct "+h+")", flexHeaderSize)
 	}
 
+	// The binary statistics file (stats.go).
+	add("sizeof(struct kvm_stats_header)", statsHeaderSize)
+	add("offsetof(struct kvm_stats_header, name_size)", 4)
+	add("offsetof(struct kvm_stats_header, num_desc)", 8)
+	add("offsetof(struct kvm_stats_header, desc_offset)", 16)
+	add("offsetof(struct kvm_stats_header, data_offset)", 20)
+	add("sizeof(struct kvm_stats_desc)", statsDescFixed)
+	add("offsetof(struct kvm_stats_desc, size)", 6)
+	add("offsetof(struct kvm_stats_desc, offset)", 8)
+	add("offsetof(struct kvm_stats_desc, name)", statsDescFixed)
+	add("KVM_STATS_TYPE_MASK", statsTypeMask)
+	add("KVM_STATS_TYPE_PEAK", statsTypePeak)
+
 	// struct kvm_run
 	for _, o := range []struct {
 		c string
@@ -146,6 +159,7 @@ func abiValues() []abiValue {
 		{"KVM_SIGNAL_MSI", iow(nrSignalMSI, sizeOf[msi]())},
 		{"KVM_GET_XCRS", ior(nrGetXCRS, sizeOf[xcrs]())},
 		{"KVM_SET_XCRS", iow(nrSetXCRS, sizeOf[xcrs]())},
+		{"KVM_GET_STATS_FD", io(nrGetStatsFD)},
 	}
 	for _, r := range reqs {
 		add(r.c, uint64(r.v))

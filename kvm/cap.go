@@ -38,6 +38,7 @@ const (
 	CapMaxVCPUID          Cap = 128
 	CapX2APICAPI          Cap = 129
 	CapImmediateExit      Cap = 136
+	CapBinaryStatsFD      Cap = 203 // KVM_GET_STATS_FD (Linux 5.14+)
 	CapSystemEventData    Cap = 215
 )
 
@@ -106,6 +107,8 @@ func capName(c Cap) string {
 		return "KVM_CAP_X2APIC_API"
 	case CapImmediateExit:
 		return "KVM_CAP_IMMEDIATE_EXIT"
+	case CapBinaryStatsFD:
+		return "KVM_CAP_BINARY_STATS_FD"
 	case CapSystemEventData:
 		return "KVM_CAP_SYSTEM_EVENT_DATA"
 	}

@@ -76,4 +76,5 @@ const (
 	nrSignalMSI           = 0xa5 // KVM_SIGNAL_MSI, _IOW kvm_msi
 	nrGetXCRS             = 0xa6 // KVM_GET_XCRS, _IOR kvm_xcrs
 	nrSetXCRS             = 0xa7 // KVM_SET_XCRS, _IOW kvm_xcrs
+	nrGetStatsFD          = 0xce // KVM_GET_STATS_FD, _IO
 )

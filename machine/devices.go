@@ -43,7 +43,7 @@ func (m *Machine) setupDevices() error {
 	poweroff := func() { m.Stop(Result{Reason: StopPowerOff}) }
 	panicked := func(byte) { m.Stop(Result{Reason: StopPanic}) }
 	marker := func(_ byte, at time.Time) {
-		if m.metrics.markBoot(at, m.exitsSoFar()) {
+		if m.metrics.markBoot(at, m.exitsSoFar(), m.kvmExitStats()) {
 			m.log.Info("guest reached init", "since_start", at.Sub(m.start).Round(time.Microsecond))
 		}
 	}

@@ -79,6 +79,9 @@ type Machine struct {
 	vm    *kvm.VM
 	mem   *memory.Guest
 	vcpus []*kvm.VCPU
+	// vcpuStats are KVM's counters of each vCPU, for the metrics; empty
+	// where the kernel has no KVM_GET_STATS_FD.
+	vcpuStats []*kvm.Stats
 
 	pio, mmio *devices.Bus
 	serial    *devices.Serial
@@ -383,12 +386,21 @@ func (m *Machine) setupVCPUs(entry bootEntry) error {
 		return fmt.Errorf("supported cpuid: %w", err)
 	}
 	tscDeadline, _ := m.sys.CheckExtension(kvm.CapTSCDeadlineTimer)
+	statsFD, _ := m.vm.CheckExtension(kvm.CapBinaryStatsFD)
 	for id := 0; id < m.cfg.CPUs; id++ {
 		c, err := m.vm.CreateVCPU(id)
 		if err != nil {
 			return fmt.Errorf("create vcpu %d: %w", id, err)
 		}
 		m.vcpus = append(m.vcpus, c)
+		if statsFD > 0 {
+			if st, err := c.OpenStats(); err == nil {
+				m.vcpuStats = append(m.vcpuStats, st)
+				m.closers = append(m.closers, st)
+			} else {
+				m.log.Debug("metrics: no KVM statistics", "vcpu", id, "err", err)
+			}
+		}
 		if err := configureVCPU(c, vcpuCPUID(supported, id, m.cfg.CPUs, tscDeadline > 0)); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,9 +30,10 @@ type metrics struct {
 	sinceStart  time.Duration
 	marker      time.Time // first write to the boot-marker port
 	markerCount int
-	markerExits uint64    // exits of all vCPUs when the marker was written
-	phases      []Phase   // start-up steps, in order (written by build only)
-	built       time.Time // end of build
+	markerExits uint64            // exits of all vCPUs when the marker was written
+	markerKVM   map[string]uint64 // kvmExitStats when the marker was written
+	phases      []Phase           // start-up steps, in order (written by build only)
+	built       time.Time         // end of build
 
 	// Opened by openMetrics before the VM runs, written when it stops:
 	// nothing is opened afterwards (the VMM may be confined by then).
@@ -81,7 +83,7 @@ func (mt *metrics) markEntry(start time.Time) {
 
 // markBoot records a write to the boot-marker port and reports whether it
 // was the first.
-func (mt *metrics) markBoot(at time.Time, exits uint64) bool {
+func (mt *metrics) markBoot(at time.Time, exits uint64, kvmExits map[string]uint64) bool {
 	mt.mu.Lock()
 	defer mt.mu.Unlock()
 	mt.markerCount++
@@ -90,6 +92,7 @@ func (mt *metrics) markBoot(at time.Time, exits uint64) bool {
 	}
 	mt.marker = at
 	mt.markerExits = exits
+	mt.markerKVM = kvmExits
 	return true
 }
 
@@ -104,6 +107,31 @@ func (m *Machine) exitsSoFar() uint64 {
 		n += totalExits(c.ExitCounts())
 	}
 	return n
+}
+
+// kvmExitStats sums KVM's exit counters over the vCPUs: "exits", every
+// VM exit including those KVM handled without the VMM (CPUID, MSRs,
+// nested page faults, host interrupts, ...), and the kinds KVM counts
+// separately ("io_exits", "mmio_exits", "halt_exits", "irq_exits" for
+// host interrupts, ...). nil without KVM statistics.
+func (m *Machine) kvmExitStats() map[string]uint64 {
+	if len(m.vcpuStats) == 0 {
+		return nil
+	}
+	sum := map[string]uint64{}
+	for _, s := range m.vcpuStats {
+		stats, err := s.Read()
+		if err != nil {
+			m.log.Debug("metrics: read KVM statistics", "err", err)
+			return nil
+		}
+		for _, st := range stats {
+			if st.Name == "exits" || strings.HasSuffix(st.Name, "_exits") {
+				sum[st.Name] += st.Value
+			}
+		}
+	}
+	return sum
 }
 
 // Report is the JSON document written to Config.MetricsPath.
@@ -126,7 +154,15 @@ type Report struct {
 	ExitsTotal    uint64           `json:"exits_total"`
 	ExitsToInit   uint64           `json:"exits_to_init,omitempty"`
 	VCPUExits     []kvm.ExitCounts `json:"vcpu_exits"`
-	MaxRSSKiB     int64            `json:"max_rss_kib"`
+	// KVMExitsToInit and KVMExitsTotal count every VM exit, also those
+	// KVM handled in the kernel, where ExitsToInit and ExitsTotal count
+	// the exits to the VMM only; KVMExitStats* are KVM's own breakdown
+	// (see kvmExitStats). Absent where the kernel has no KVM_GET_STATS_FD.
+	KVMExitsToInit     uint64            `json:"kvm_exits_to_init,omitempty"`
+	KVMExitsTotal      uint64            `json:"kvm_exits_total,omitempty"`
+	KVMExitStatsToInit map[string]uint64 `json:"kvm_exit_stats_to_init,omitempty"`
+	KVMExitStats       map[string]uint64 `json:"kvm_exit_stats,omitempty"`
+	MaxRSSKiB          int64             `json:"max_rss_kib"`
 	// GuestRSSKiB is the guest RAM resident in this process when the VM
 	// stopped (present pages in /proc/self/pagemap): the guest memory
 	// touched, so MaxRSSKiB - GuestRSSKiB estimates the VMM's own overhead.
@@ -163,6 +199,8 @@ func (m *Machine) report() Report {
 		StartPhases:  mt.phases,
 		KernelLoader: m.kernelLoader, KASLR: m.kaslr,
 	}
+	r.KVMExitStats, r.KVMExitStatsToInit = m.kvmExitStats(), mt.markerKVM
+	r.KVMExitsTotal, r.KVMExitsToInit = r.KVMExitStats["exits"], r.KVMExitStatsToInit["exits"]
 	if !mt.marker.IsZero() {
 		r.StartToInitMs = ms(mt.marker.Sub(m.start))
 		r.EntryToInitMs = ms(mt.marker.Sub(mt.entry))

@@ -94,8 +94,10 @@ func sampleRaw() *Raw {
 	for i := -1; i < 2; i++ {
 		r.Boots = append(r.Boots,
 			BootRun{Flavour: "ours", Round: i, MarkerMs: 5000 + float64(i)*100, ExitMs: 5200, MaxRSSKiB: 130000, GuestRSSKiB: 124000,
-				OwnRSSKiB: 5000 + 1024*int64(i), Metrics: m, Passed: true},
-			BootRun{Flavour: "qemu-q35", Round: i, MarkerMs: 7500, ExitMs: 7600, MaxRSSKiB: 180000, GuestRSSKiB: 127000, Passed: true})
+				OwnRSSKiB: 5000 + 1024*int64(i), Metrics: m, Passed: true,
+				KVMExits: map[string]uint64{"exits": 3000 + 100*uint64(i+1), "io_exits": 351}},
+			BootRun{Flavour: "qemu-q35", Round: i, MarkerMs: 7500, ExitMs: 7600, MaxRSSKiB: 180000, GuestRSSKiB: 127000, Passed: true,
+				KVMExits: map[string]uint64{"exits": 26000, "io_exits": 19000}})
 	}
 	r.Boots = append(r.Boots, BootRun{Flavour: "qemu-q35", Round: 1, Error: "no VMM-INIT-MARKER line"})
 	r.BlkMiB = 256
@@ -132,6 +134,10 @@ func TestSummarize(t *testing.T) {
 	}
 	if q.Ours != nil {
 		t.Fatal("QEMU has our metrics")
+	}
+	// KVM's exit counters, warm-up rounds left out: ours 3100 and 3200.
+	if ours.KVMExits["exits"].Median != 3150 || q.KVMExits["io_exits"].Median != 19000 || math.Abs(q.KVMExitRatio-3150.0/26000) > 1e-9 {
+		t.Fatalf("KVM exits: ours %+v, q35 %+v, ratio %v", ours.KVMExits, q.KVMExits, q.KVMExitRatio)
 	}
 	b := s.Blk
 	if len(b) != 3 || b[0].ReadOfQEMU != 2 || b[0].WriteOfQEMU != 1 || b[1].ReadOfHost != 0.25 {

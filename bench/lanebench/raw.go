@@ -56,6 +56,10 @@ type BootRun struct {
 	// memory measured from its page tables.
 	OwnRSSKiB int64 `json:"own_rss_kib,omitempty"`
 	Samples   int   `json:"samples"` // smaps samples taken
+	// KVMExits are the process's VM exit counters in KVM's debugfs
+	// ("exits": all of them; "io_exits", "irq_exits", ...: kinds KVM
+	// counts), read when the marker line came; nil without debugfs.
+	KVMExits map[string]uint64 `json:"kvm_exits_at_marker,omitempty"`
 	// Metrics is the VMM's --metrics-file document (ours only).
 	Metrics json.RawMessage `json:"metrics,omitempty"`
 	Error   string          `json:"error,omitempty"`

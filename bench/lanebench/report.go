@@ -43,20 +43,29 @@ type FlavourSummary struct {
 	// MarkerRatio and ExitRatio are ours' median divided by this flavour's.
 	MarkerRatio float64 `json:"ours_over_this_marker"`
 	ExitRatio   float64 `json:"ours_over_this_exit"`
+	// KVMExits are KVM's exit counters when the marker line came
+	// (debugfs), by name: "exits" counts every VM exit, the others the
+	// kinds KVM tells apart ("irq_exits": host interrupts). KVMExitRatio
+	// is ours' median "exits" divided by this flavour's.
+	KVMExits     map[string]Dist `json:"kvm_exits_at_marker,omitempty"`
+	KVMExitRatio float64         `json:"ours_over_this_kvm_exits,omitempty"`
 	// Ours only, from --metrics-file.
 	Ours *OursSummary `json:"ours,omitempty"`
 }
 
 // OursSummary holds the medians of our VMM's own metrics.
 type OursSummary struct {
-	StartToEntryMs    Dist            `json:"start_to_entry_ms"`
-	StartToEntryCPUMs Dist            `json:"start_to_entry_cpu_ms"`
-	StartToInitMs     Dist            `json:"start_to_init_ms"`
-	EntryToInitMs     Dist            `json:"entry_to_init_ms"`
-	ExitsToInit       Dist            `json:"exits_to_init"`
-	ExitsTotal        Dist            `json:"exits_total"`
-	ExitsByKind       map[string]Dist `json:"exits_by_kind_whole_run"`
-	GuestRSSMiB       Dist            `json:"guest_rss_mib_pagemap"`
+	StartToEntryMs    Dist `json:"start_to_entry_ms"`
+	StartToEntryCPUMs Dist `json:"start_to_entry_cpu_ms"`
+	StartToInitMs     Dist `json:"start_to_init_ms"`
+	EntryToInitMs     Dist `json:"entry_to_init_ms"`
+	ExitsToInit       Dist `json:"exits_to_init"`
+	ExitsTotal        Dist `json:"exits_total"`
+	// KVMExitsToInit counts every VM exit to the marker's port write, from
+	// KVM's statistics read by the VMM itself (kvm_exits_to_init).
+	KVMExitsToInit Dist            `json:"kvm_exits_to_init,omitempty"`
+	ExitsByKind    map[string]Dist `json:"exits_by_kind_whole_run"`
+	GuestRSSMiB    Dist            `json:"guest_rss_mib_pagemap"`
 	// StartPhasesMs splits start -> entry by step (machine.Report
 	// start_phases); PhaseOrder is their order.
 	StartPhasesMs map[string]Dist `json:"start_phases_ms,omitempty"`
@@ -210,6 +219,7 @@ type oursMetrics struct {
 	EntryToInitMs     float64                      `json:"entry_to_init_ms"`
 	ExitsTotal        float64                      `json:"exits_total"`
 	ExitsToInit       float64                      `json:"exits_to_init"`
+	KVMExitsToInit    float64                      `json:"kvm_exits_to_init"`
 	VCPUExits         []map[string]json.RawMessage `json:"vcpu_exits"`
 	GuestRSSKiB       float64                      `json:"guest_rss_kib"`
 	StartPhases       []struct {
@@ -223,8 +233,9 @@ func summarize(raw *Raw) Summary {
 	for _, f := range raw.Flavours {
 		fsum := FlavourSummary{Name: f.Name}
 		var marker, exit, uptime, maxRSS, guest, over, own []float64
-		var om struct{ entry, entryCPU, init, entryInit, toInit, total, guest []float64 }
+		var om struct{ entry, entryCPU, init, entryInit, toInit, kvmToInit, total, guest []float64 }
 		kinds := map[string][]float64{}
+		kvmExits := map[string][]float64{}
 		phases := map[string][]float64{}
 		var phaseOrder []string
 		for _, b := range raw.Boots {
@@ -236,6 +247,9 @@ func summarize(raw *Raw) Summary {
 				continue
 			}
 			fsum.OK++
+			for k, n := range b.KVMExits {
+				kvmExits[k] = append(kvmExits[k], float64(n))
+			}
 			marker = append(marker, b.MarkerMs)
 			exit = append(exit, b.ExitMs)
 			uptime = append(uptime, b.MarkerUptimeS)
@@ -248,6 +262,9 @@ func summarize(raw *Raw) Summary {
 				om.init = append(om.init, m.StartToInitMs)
 				om.entryInit = append(om.entryInit, m.EntryToInitMs)
 				om.toInit = append(om.toInit, m.ExitsToInit)
+				if m.KVMExitsToInit > 0 {
+					om.kvmToInit = append(om.kvmToInit, m.KVMExitsToInit)
+				}
 				om.total = append(om.total, m.ExitsTotal)
 				om.guest = append(om.guest, m.GuestRSSKiB/1024)
 				for _, p := range m.StartPhases {
@@ -282,12 +299,19 @@ func summarize(raw *Raw) Summary {
 		fsum.MarkerMs, fsum.ExitMs, fsum.GuestUptimeS = dist(marker), dist(exit), dist(uptime)
 		fsum.MaxRSSMiB, fsum.GuestRSSMiB, fsum.OverheadMiB = dist(maxRSS), dist(guest), dist(over)
 		fsum.OwnRSSMiB = dist(own)
+		if len(kvmExits) > 0 {
+			fsum.KVMExits = map[string]Dist{}
+			for k, v := range kvmExits {
+				fsum.KVMExits[k] = dist(v)
+			}
+		}
 		if len(om.entry) > 0 {
 			o := &OursSummary{
 				StartToEntryMs: dist(om.entry), StartToEntryCPUMs: dist(om.entryCPU),
 				StartToInitMs: dist(om.init), EntryToInitMs: dist(om.entryInit),
 				ExitsToInit: dist(om.toInit), ExitsTotal: dist(om.total), GuestRSSMiB: dist(om.guest),
-				ExitsByKind: map[string]Dist{},
+				KVMExitsToInit: dist(om.kvmToInit),
+				ExitsByKind:    map[string]Dist{},
 			}
 			for k, v := range kinds {
 				o.ExitsByKind[k] = dist(v)
@@ -313,6 +337,7 @@ func summarize(raw *Raw) Summary {
 			f := &sum.Flavours[i]
 			f.MarkerRatio = ratio(ours.MarkerMs.Median, f.MarkerMs.Median)
 			f.ExitRatio = ratio(ours.ExitMs.Median, f.ExitMs.Median)
+			f.KVMExitRatio = ratio(ours.KVMExits["exits"].Median, f.KVMExits["exits"].Median)
 		}
 	}
 	byName := map[string]*FlavourSummary{}
@@ -406,6 +431,7 @@ func printTable(w io.Writer, raw *Raw, sum Summary) {
 		}
 		fmt.Fprintf(w, "                      %-13s %9.1f %13.1f %20s %20s\n", f.Name, f.MaxRSSMiB.Median, f.GuestRSSMiB.Median, fmtDist(f.OverheadMiB, 1), ownRSS)
 	}
+	printKVMExits(w, sum)
 	for _, f := range sum.Flavours {
 		o := f.Ours
 		if o == nil {
@@ -422,6 +448,9 @@ func printTable(w io.Writer, raw *Raw, sum Summary) {
 		}
 		fmt.Fprintf(w, "  start -> init marker (port) %s ms; entry -> marker %s ms\n", fmtDist(o.StartToInitMs, 0), fmtDist(o.EntryToInitMs, 0))
 		fmt.Fprintf(w, "  exits to userspace to init  %s; whole run %s\n", fmtDist(o.ExitsToInit, 0), fmtDist(o.ExitsTotal, 0))
+		if o.KVMExitsToInit.N > 0 {
+			fmt.Fprintf(w, "  all VM exits to init        %s (KVM's statistics, read by vmm at the marker)\n", fmtDist(o.KVMExitsToInit, 0))
+		}
 		var ks []string
 		for k, d := range o.ExitsByKind {
 			if d.Max > 0 {
@@ -469,4 +498,36 @@ func fmtRatio(r float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f", r)
+}
+
+// kvmExitColumns are the counters printed, in order, after "exits".
+var kvmExitColumns = []string{"io_exits", "mmio_exits", "halt_exits", "irq_exits", "irq_window_exits", "signal_exits"}
+
+// printKVMExits prints every flavour's VM exits to the marker as KVM
+// counted them, when the lane had debugfs.
+func printKVMExits(w io.Writer, sum Summary) {
+	have := false
+	for _, f := range sum.Flavours {
+		have = have || f.KVMExits["exits"].N > 0
+	}
+	if !have {
+		return
+	}
+	fmt.Fprintf(w, "\nVM exits to the init marker, all of them, as KVM counts them (debugfs; median):\n")
+	fmt.Fprintf(w, "%-13s %8s %9s", "flavour", "exits", "ours/this")
+	for _, c := range kvmExitColumns {
+		fmt.Fprintf(w, " %11s", strings.TrimSuffix(c, "_exits"))
+	}
+	fmt.Fprintln(w)
+	for _, f := range sum.Flavours {
+		if f.KVMExits["exits"].N == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "%-13s %8.0f %9s", f.Name, f.KVMExits["exits"].Median, fmtRatio(f.KVMExitRatio))
+		for _, c := range kvmExitColumns {
+			fmt.Fprintf(w, " %11.0f", f.KVMExits[c].Median)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "(irq: host interrupts; the rest of \"exits\" are CPUID, MSR, control register and nested page fault exits KVM handled itself)\n")
 }

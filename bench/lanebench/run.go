@@ -153,6 +153,9 @@ func runBench(c runConfig, checkpoint func(*Raw)) (*Raw, error) {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		raw.LaneKernel = strings.TrimSpace(string(b))
 	}
+	if err := ensureKVMDebugfs(); err != nil {
+		raw.Notes = append(raw.Notes, "no KVM exit counters from debugfs: "+err.Error())
+	}
 	fl := c.flavours(metrics)
 	if len(fl) == 0 {
 		return nil, fmt.Errorf("run: -only %q names no flavour", c.only)
@@ -198,6 +201,7 @@ type output struct {
 	tail     []string
 	markerAt time.Duration
 	uptime   float64
+	kvmExits map[string]uint64 // KVM's counters when the marker line came
 	passed   bool
 	blk      map[string][2]float64 // direction -> bytes, seconds
 }
@@ -317,6 +321,10 @@ func runProc(argv []string, o *output, guestMiB int, timeout time.Duration) proc
 			s, err := br.ReadString('\n')
 			if s != "" {
 				if o.line(strings.TrimRight(s, "\r\n"), time.Since(start)) {
+					k := kvmExitCounters(pid)
+					o.mu.Lock()
+					o.kvmExits = k
+					o.mu.Unlock()
 					select {
 					case sampleNow <- struct{}{}:
 					default:
@@ -396,6 +404,7 @@ func bootOnce(f Flavour, round, guestMiB int, timeout time.Duration) BootRun {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	r.MarkerMs, r.MarkerUptimeS, r.Passed = ms(o.markerAt), o.uptime, o.passed
+	r.KVMExits = o.kvmExits
 	switch {
 	case res.err != nil:
 		r.Error = res.err.Error()
