@@ -29,7 +29,7 @@ VMM_TAGS ?= urfave_cli_no_docs
 
 GO_SOURCES := $(shell find . -name '*.go' -not -path './images/out/*') go.mod go.sum
 
-.PHONY: all build images boot test unit guest-test fuzz vet bench clean
+.PHONY: all build images boot test unit guest-test fuzz vet bench trace-exits clean
 
 all: build
 
@@ -69,6 +69,9 @@ test: vet unit fuzz guest-test
 
 bench: build images
 	scripts/bench
+
+trace-exits: build images
+	scripts/trace-exits
 
 clean:
 	rm -rf bin

@@ -7,9 +7,12 @@
 //	                            the raw measurements as one JSON document
 //	lanebench report [flags]    on the host: reads that document, prints the
 //	                            table, writes results.json and boot-times.svg
+//	lanebench trace [flags]     inside the lane: one boot of each flavour
+//	                            with KVM's trace events on; prints its exits
+//	                            to the init marker by exit reason
 //
 // scripts/bench builds it (CGO_ENABLED=0, so it runs in the test host) and
-// drives both halves.
+// drives the first two halves; scripts/trace-exits runs trace.
 package main
 
 import (
@@ -19,7 +22,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: lanebench run|report [flags]")
+		fmt.Fprintln(os.Stderr, "usage: lanebench run|report|trace [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -28,8 +31,10 @@ func main() {
 		err = runMain(os.Args[2:])
 	case "report":
 		err = reportMain(os.Args[2:])
+	case "trace":
+		err = traceMain(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown subcommand %q (want run or report)", os.Args[1])
+		err = fmt.Errorf("unknown subcommand %q (want run, report or trace)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lanebench:", err)
