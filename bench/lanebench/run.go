@@ -32,17 +32,23 @@ type runConfig struct {
 	micro     string
 }
 
+// vmFlags registers the flags that say how to boot a flavour, shared by
+// "lanebench run" and "lanebench trace".
+func (c *runConfig) vmFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.memMiB, "memory-mib", 512, "guest RAM, MiB")
+	fs.StringVar(&c.vmm, "vmm", "vmm", "our VMM binary")
+	fs.StringVar(&c.qemu, "qemu", "qemu-system-x86_64", "QEMU binary")
+	fs.StringVar(&c.images, "images", "/images", "directory with vmlinuz, vmlinux, initrd.img")
+	fs.StringVar(&c.tmp, "tmp", "/tmp", "scratch directory (tmpfs in the lane)")
+}
+
 func runMain(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var c runConfig
 	fs.IntVar(&c.rounds, "rounds", 10, "measured boots of each flavour (interleaved)")
 	fs.IntVar(&c.blkRounds, "blk-rounds", 3, "disk benchmark rounds of each flavour (0: none)")
 	fs.IntVar(&c.blkMiB, "blk-mib", 256, "disk image size and bytes read/written per direction, MiB")
-	fs.IntVar(&c.memMiB, "memory-mib", 512, "guest RAM, MiB")
-	fs.StringVar(&c.vmm, "vmm", "vmm", "our VMM binary")
-	fs.StringVar(&c.qemu, "qemu", "qemu-system-x86_64", "QEMU binary")
-	fs.StringVar(&c.images, "images", "/images", "directory with vmlinuz, vmlinux, initrd.img")
-	fs.StringVar(&c.tmp, "tmp", "/tmp", "scratch directory (tmpfs in the lane)")
+	c.vmFlags(fs)
 	fs.DurationVar(&c.timeout, "timeout", 90*time.Second, "kill a VM that runs longer than this")
 	fs.StringVar(&c.only, "only", "", "comma-separated flavours to run (default all)")
 	fs.StringVar(&c.micro, "micro", "", "directory with vmlinuz-micro and vmlinux-micro (the micro-VM kernel): adds the *-micro flavours")

@@ -46,11 +46,7 @@ type TraceSummary struct {
 func traceMain(args []string) error {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
 	var c runConfig
-	fs.IntVar(&c.memMiB, "memory-mib", 512, "guest RAM, MiB")
-	fs.StringVar(&c.vmm, "vmm", "vmm", "our VMM binary")
-	fs.StringVar(&c.qemu, "qemu", "qemu-system-x86_64", "QEMU binary")
-	fs.StringVar(&c.images, "images", "/images", "directory with vmlinuz, vmlinux, initrd.img")
-	fs.StringVar(&c.tmp, "tmp", "/tmp", "scratch directory")
+	c.vmFlags(fs)
 	fs.DurationVar(&c.timeout, "timeout", 120*time.Second, "kill a VM that runs longer than this")
 	fs.StringVar(&c.only, "only", "ours,qemu-microvm,qemu-q35", "comma-separated flavours to trace")
 	if err := fs.Parse(args); err != nil {
