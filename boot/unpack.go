@@ -8,8 +8,11 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -104,7 +107,22 @@ type BzImagePayload struct {
 	tailStart uint64    // first decoded byte after every segment's file bytes
 	span      uint64    // memory the kernel claims from its load address
 	kaslr     bool      // built with CONFIG_RANDOMIZE_BASE
+
+	// workers is how many chunks Load decodes at once, and stride the
+	// bytes it expects each chunk but the last to decode to (see
+	// decodeParallel).
+	workers int
+	stride  uint64
 }
+
+// maxDecodeWorkers bounds the goroutines decoding chunks at once.
+const maxDecodeWorkers = 4
+
+// errUnevenChunks: decodeParallel could not place the chunks on its own
+// (a chunk but the last did not decode to exactly the stride, or one did
+// not decode at all). decode then goes chunk by chunk, in order, which
+// places uneven chunks and has the last word on a corrupt one.
+var errUnevenChunks = errors.New("lz4: chunks not decodable independently")
 
 // OpenBzImage checks the bzImage in f (size bytes), decodes the first
 // 64 KiB of its payload and checks the kernel proper's ELF headers there.
@@ -128,7 +146,8 @@ func OpenBzImage(f *os.File, size int64) (*BzImagePayload, error) {
 	if err != nil { // a file system without mmap: the guest can still decompress
 		return nil, fmt.Errorf("%w: map the kernel file: %w", ErrNotUnpackable, err)
 	}
-	p := &BzImagePayload{header: h, raw: raw, mapping: m, code: m[codeOff-mapOff:]}
+	p := &BzImagePayload{header: h, raw: raw, mapping: m, code: m[codeOff-mapOff:],
+		workers: min(runtime.GOMAXPROCS(0), maxDecodeWorkers), stride: lz4LegacyChunkMax}
 	if err := p.open(po, pl, codeOff-mapOff); err != nil {
 		p.Close()
 		return nil, err
@@ -345,6 +364,17 @@ func (p *BzImagePayload) decode(mem *memory.Guest, phys uint64) error {
 		return fmt.Errorf("boot: relocation buffer: %w", err)
 	}
 	p.tail = p.tail[:tailLen]
+	if p.evenChunks() && p.workers > 1 {
+		err := p.decodeParallel(mem, phys)
+		if !errors.Is(err, errUnevenChunks) {
+			return err
+		}
+		// Not packed as the lz4 tool packs: start over, chunk by chunk.
+		if err := mem.Zero(phys, p.span); err != nil {
+			return fmt.Errorf("boot: zero kernel memory: %w", err)
+		}
+		clear(p.tail)
+	}
 	var pos uint64 // bytes handed to scatter
 	z := lz4Decoder{win: p.window, emit: func(b []byte) error {
 		if err := p.scatter(mem, phys, pos, b); err != nil {
@@ -371,6 +401,84 @@ func (p *BzImagePayload) decode(mem *memory.Guest, phys uint64) error {
 	}
 	if decoded != p.size {
 		return fmt.Errorf("%w: payload decodes to %d bytes, declares %d", ErrMalformedKernel, decoded, p.size)
+	}
+	return nil
+}
+
+// evenChunks reports whether the declared size fits the chunks as the lz4
+// tool packs them: every chunk but the last decodes to stride bytes.
+func (p *BzImagePayload) evenChunks() bool {
+	n := uint64(len(p.chunks))
+	return n > 1 && p.stride > 0 && (n-1)*p.stride < p.size && p.size <= n*p.stride
+}
+
+// decodeParallel decodes the chunks on p.workers goroutines, each chunk
+// through a window of its own straight to its place: LZ4 legacy chunks
+// depend on no other, and with even chunks (evenChunks) chunk i's bytes
+// start at i*stride. A chunk that does not decode to its stride ends it
+// with errUnevenChunks, and what was written is to be discarded.
+func (p *BzImagePayload) decodeParallel(mem *memory.Guest, phys uint64) error {
+	var next atomic.Int64
+	var failed atomic.Bool
+	errs := make([]error, p.workers)
+	var wg sync.WaitGroup
+	for w := range p.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[w] = p.decodeChunks(mem, phys, &next, &failed); errs[w] != nil {
+				failed.Store(true)
+			}
+		}()
+	}
+	wg.Wait()
+	var first error
+	for _, err := range errs {
+		if errors.Is(err, errUnevenChunks) {
+			return err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// decodeChunks decodes the chunks next hands out, until none is left or
+// another worker failed. A fault on the file's mapping is an error here
+// too: the setting is per goroutine.
+func (p *BzImagePayload) decodeChunks(mem *memory.Guest, phys uint64, next *atomic.Int64, failed *atomic.Bool) (err error) {
+	defer catchFault(&err, debug.SetPanicOnFault(true))
+	win, err := unix.Mmap(-1, 0, lz4Window, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return fmt.Errorf("boot: decode window: %w", err)
+	}
+	defer unix.Munmap(win)
+	for !failed.Load() {
+		i := int(next.Add(1) - 1)
+		if i >= len(p.chunks) {
+			return nil
+		}
+		pos := uint64(i) * p.stride
+		want := min(p.stride, p.size-pos)
+		z := lz4Decoder{win: win, emit: func(b []byte) error {
+			if err := p.scatter(mem, phys, pos, b); err != nil {
+				return err
+			}
+			pos += uint64(len(b))
+			return nil
+		}}
+		n, err := z.block(p.chunks[i], int(want))
+		if err != nil {
+			return fmt.Errorf("%w: chunk %d: %w", errUnevenChunks, i, err)
+		}
+		if uint64(n) != want {
+			return fmt.Errorf("%w: chunk %d decodes to %d bytes, not %d", errUnevenChunks, i, n, want)
+		}
+		if err := z.flush(); err != nil {
+			return err
+		}
+		dropPages(p.mapping, p.offsets[i], uint64(len(p.chunks[i])))
 	}
 	return nil
 }

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/vmm-dev/vmm/memory"
 )
 
 // A crafted kernel proper: two segments (text with the entry; data with a
@@ -76,7 +79,7 @@ func openCrafted(t *testing.T, img []byte) (*BzImagePayload, error) {
 
 // openBzImageFile runs OpenBzImage on the file at path; the file and the
 // payload are closed when the test ends.
-func openBzImageFile(t *testing.T, path string) (*BzImagePayload, error) {
+func openBzImageFile(t testing.TB, path string) (*BzImagePayload, error) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -173,6 +176,70 @@ func mustRead(t *testing.T, mem interface{ ReadAt([]byte, uint64) error }, b []b
 	}
 }
 
+// TestUnpackParallel loads the crafted kernel with its chunks decoded at
+// once, as packed evenly and unevenly, and compares guest memory with the
+// chunk-by-chunk load.
+func TestUnpackParallel(t *testing.T) {
+	kernel := craftedKernel()
+	const stride = 0x1800
+	frame := func(chunks ...int) []byte {
+		le := binary.LittleEndian
+		b := le.AppendUint32(nil, lz4LegacyMagic)
+		rest := kernel
+		for _, n := range chunks {
+			n = min(n, len(rest))
+			block := lz4Literals(rest[:n])
+			b = append(le.AppendUint32(b, uint32(len(block))), block...)
+			rest = rest[n:]
+		}
+		if len(rest) != 0 {
+			t.Fatalf("%d bytes left over", len(rest))
+		}
+		return le.AppendUint32(b, uint32(len(kernel)))
+	}
+	load := func(t *testing.T, f []byte, workers int) ([]byte, *BzImagePayload) {
+		p, err := openCrafted(t, craftedBzImage(f, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.workers, p.stride = workers, stride
+		mem := newTestMem(t, testMemSize)
+		k, err := p.Load(mem, Placement{Limit: testMemSize, Randomize: true, Rand: randomWords(7, 11)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mem.Slice(k.LoadAddr, p.Span())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img, p
+	}
+	even := frame(stride, stride, stride, stride)
+	want, p := load(t, even, 1)
+	if !p.evenChunks() || len(p.chunks) != 4 {
+		t.Fatalf("%d chunks, even %v", len(p.chunks), p.evenChunks())
+	}
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"even", even},
+		// The second chunk is short and the third long: four chunks, the
+		// right total, but not where the stride puts them.
+		{"uneven", frame(stride, stride-0x800, stride+0x800, stride)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, p := load(t, tc.frame, 3)
+			if !p.evenChunks() {
+				t.Fatal("not taken for even chunks: the parallel decoder was not tried")
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatal("guest memory differs from the chunk-by-chunk load")
+			}
+		})
+	}
+}
+
 func TestUnpackBzImageErrors(t *testing.T) {
 	le := binary.LittleEndian
 	kernel := craftedKernel()
@@ -259,29 +326,34 @@ func TestUnpackBzImageErrors(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
-	t.Run("file cut short", func(t *testing.T) {
-		img := craftedBzImage(good, true)
-		path := filepath.Join(t.TempDir(), "bzImage")
-		if err := os.WriteFile(path, img, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		p, err := OpenBzImage(f, int64(len(img)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		if err := os.Truncate(path, 2048); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := p.Load(newTestMem(t, testMemSize), Placement{Limit: testMemSize}); err == nil {
-			t.Fatal("loaded a truncated file")
-		}
-	})
+	for _, workers := range []int{1, 2} {
+		// With 2, the chunks are decoded on other goroutines, which must
+		// turn the fault into an error too.
+		t.Run(fmt.Sprintf("file cut short, %d decoders", workers), func(t *testing.T) {
+			img := craftedBzImage(good, true)
+			path := filepath.Join(t.TempDir(), "bzImage")
+			if err := os.WriteFile(path, img, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			p, err := OpenBzImage(f, int64(len(img)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			p.workers, p.stride = workers, 0x1800
+			if err := os.Truncate(path, 2048); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Load(newTestMem(t, testMemSize), Placement{Limit: testMemSize}); err == nil {
+				t.Fatal("loaded a truncated file")
+			}
+		})
+	}
 }
 
 func TestRandomBelowIsUniformOverItsRange(t *testing.T) {
@@ -392,6 +464,8 @@ func FuzzUnpackKernel(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// Half the time, chunks decoded at once, to their strides.
+		p.workers, p.stride = 1+int(physPick&1), uint64(chunk)+1
 		k, err := p.Load(mem, Placement{Limit: testMemSize, Randomize: true, Rand: randomWords(physPick, virtPick)})
 		if err != nil {
 			return
@@ -401,4 +475,33 @@ func FuzzUnpackKernel(f *testing.F) {
 			t.Fatalf("loaded inconsistently: %+v (span %#x)", k, p.Span())
 		}
 	})
+}
+
+// BenchmarkUnpackRealBzImage loads VMM_TEST_BZIMAGE into fresh guest
+// memory, as vmm does at every start: open, decode, place, fault in.
+func BenchmarkUnpackRealBzImage(b *testing.B) {
+	bz := os.Getenv("VMM_TEST_BZIMAGE")
+	if bz == "" {
+		b.Skip("VMM_TEST_BZIMAGE not set")
+	}
+	for _, workers := range []int{1, maxDecodeWorkers} {
+		b.Run(fmt.Sprintf("decoders=%d", workers), func(b *testing.B) {
+			for b.Loop() {
+				p, err := openBzImageFile(b, bz)
+				if err != nil {
+					b.Fatal(err)
+				}
+				p.workers = min(p.workers, workers)
+				mem, err := memory.New(RAMRegions(512 << 20))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := p.Load(mem, Placement{Limit: 512 << 20}); err != nil {
+					b.Fatal(err)
+				}
+				mem.Close()
+				p.Close()
+			}
+		})
+	}
 }
