@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"math"
 	"strings"
 	"testing"
 )
@@ -23,7 +24,7 @@ const sampleTrace = `# tracer: nop
 `
 
 func TestSummarizeTrace(t *testing.T) {
-	s, err := summarizeTrace(strings.NewReader(sampleTrace))
+	s, err := summarizeTrace(strings.NewReader(sampleTrace), math.Inf(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,17 +44,24 @@ func TestSummarizeTrace(t *testing.T) {
 		words = append(words, strings.Join(strings.Fields(l), " "))
 	}
 	text := strings.Join(words, "\n")
-	for _, want := range []string{"\nall 6\n", "\nof which user mode 1\n", "MSR writes 6e0 1", "port I/O out 0xcf8 1"} {
+	for _, want := range []string{"\nall 6\n", "\nof which user mode 1\n", "MSR writes 6e0 1", "port I/O out 0xcf8 1", "marker port write 1.000 s"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
 
-	lost, err := summarizeTrace(strings.NewReader(strings.Replace(sampleTrace, "9/9", "9/12", 1)))
+	lost, err := summarizeTrace(strings.NewReader(strings.Replace(sampleTrace, "9/9", "9/12", 1)), math.Inf(1))
 	if err != nil || !lost.Lost {
 		t.Errorf("overrun buffer not noticed: %v %+v", err, lost)
 	}
-	if _, err := summarizeTrace(strings.NewReader("# tracer: nop\n")); err == nil {
+	if _, err := summarizeTrace(strings.NewReader("# tracer: nop\n"), math.Inf(1)); err == nil {
 		t.Error("an empty trace gave no error")
+	}
+	// Without the port write (a guest whose OUT faulted), the count ends
+	// at the marker line's time.
+	noPort := strings.Replace(sampleTrace, "pio_write at 0x440", "pio_write at 0x80", 1)
+	cut, err := summarizeTrace(strings.NewReader(noPort), 5.65)
+	if err != nil || cut.SawMarker || !cut.AtLine || cut.Total != 4 || cut.MarkerAt != 5.65 {
+		t.Errorf("cut at the line: %v %+v", err, cut)
 	}
 }
