@@ -139,10 +139,8 @@ func LoadPVH(mem *memory.Guest, kernel io.ReaderAt, size int64) (*PVHKernel, err
 			return nil, fmt.Errorf("boot: zero segment at %#x: %w", ph.Paddr, err)
 		}
 	}
-	for _, ph := range loads {
-		if err := loadSegment(mem, kernel, ph.Offset, ph.Paddr, ph.Filesz); err != nil {
-			return nil, fmt.Errorf("boot: read segment at %#x: %w", ph.Paddr, err)
-		}
+	if err := loadSegments(mem, kernel, loads); err != nil {
+		return nil, err
 	}
 	return k, nil
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vmm-dev/vmm/memory"
 )
 
 // sparseELF has segments with all-zero pages in the file (a gap between
@@ -138,6 +140,21 @@ func TestLoadSegmentFileCutShort(t *testing.T) {
 	}
 }
 
+// TestLoadSegmentsFileCutShort: the same with the windows copied on
+// several goroutines, each of which must turn its fault into an error.
+func TestLoadSegmentsFileCutShort(t *testing.T) {
+	f := writeAndOpen(t, filepath.Join(t.TempDir(), "short"), pattern(loadPage, 3))
+	mem := newTestMem(t, testMemSize)
+	loads := []elfPhdr{
+		{Type: elfPTLoad, Offset: 0, Paddr: 0x100000, Filesz: 3 * loadPage, Memsz: 3 * loadPage},
+		{Type: elfPTLoad, Offset: loadPage, Paddr: 0x400000, Filesz: 2 * loadWindow, Memsz: 2 * loadWindow},
+	}
+	err := loadSegments(mem, f, loads)
+	if err == nil || !strings.Contains(err.Error(), "file changed while loading") {
+		t.Fatalf("loadSegments past the end of the file: %v", err)
+	}
+}
+
 // FuzzLoadPVHFile loads each input from a file (mapped, zero pages
 // skipped) and from a bytes.Reader into memory dirtied the same way, and
 // requires the same outcome and the same guest memory.
@@ -179,4 +196,32 @@ func FuzzLoadPVHFile(f *testing.F) {
 			t.Fatalf("guest byte %#x: %#x from the file, %#x from the reader", i, a[i], b[i])
 		}
 	})
+}
+
+// BenchmarkLoadRealPVH loads VMM_TEST_VMLINUX into fresh guest memory, as
+// vmm does at every start with a vmlinux.
+func BenchmarkLoadRealPVH(b *testing.B) {
+	path := os.Getenv("VMM_TEST_VMLINUX")
+	if path == "" {
+		b.Skip("VMM_TEST_VMLINUX not set")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		mem, err := memory.New(RAMRegions(512 << 20))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := LoadPVH(mem, f, st.Size()); err != nil {
+			b.Fatal(err)
+		}
+		mem.Close()
+	}
 }
