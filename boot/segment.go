@@ -95,30 +95,45 @@ func loadSegments(mem *memory.Guest, r io.ReaderAt, loads []elfPhdr) error {
 	for _, ph := range loads {
 		jobs = append(jobs, fileWindows(ph.Offset, ph.Paddr, ph.Filesz)...)
 	}
-	var next atomic.Int64
+	errs := inParallel(workers, len(jobs), func(next func() (int, bool)) error {
+		for i, ok := next(); ok; i, ok = next() {
+			j := jobs[i]
+			if err := copyMapped(mem, f, j.start, j.skip, j.size, j.addr); err != nil {
+				return fmt.Errorf("boot: read segment bytes at %#x: %w", j.addr, err)
+			}
+		}
+		return nil
+	})
+	return errors.Join(errs...)
+}
+
+// inParallel runs work on the given number of goroutines and returns
+// their errors, in worker order. The next function each receives hands
+// out the indexes 0 to n-1, each once, and reports false when none is
+// left or a worker has returned an error.
+func inParallel(workers, n int, work func(next func() (int, bool)) error) []error {
+	var counter atomic.Int64
 	var failed atomic.Bool
+	next := func() (int, bool) {
+		if failed.Load() {
+			return 0, false
+		}
+		i := counter.Add(1) - 1
+		return int(i), i < int64(n)
+	}
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for !failed.Load() {
-				i := int(next.Add(1) - 1)
-				if i >= len(jobs) {
-					return
-				}
-				j := jobs[i]
-				if err := copyMapped(mem, f, j.start, j.skip, j.size, j.addr); err != nil {
-					errs[w] = fmt.Errorf("boot: read segment bytes at %#x: %w", j.addr, err)
-					failed.Store(true)
-					return
-				}
+			if errs[w] = work(next); errs[w] != nil {
+				failed.Store(true)
 			}
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errs
 }
 
 // copyMapped maps size bytes of f at the page-aligned offset start and

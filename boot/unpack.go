@@ -11,8 +11,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -418,20 +416,9 @@ func (p *BzImagePayload) evenChunks() bool {
 // start at i*stride. A chunk that does not decode to its stride ends it
 // with errUnevenChunks, and what was written is to be discarded.
 func (p *BzImagePayload) decodeParallel(mem *memory.Guest, phys uint64) error {
-	var next atomic.Int64
-	var failed atomic.Bool
-	errs := make([]error, p.workers)
-	var wg sync.WaitGroup
-	for w := range p.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if errs[w] = p.decodeChunks(mem, phys, &next, &failed); errs[w] != nil {
-				failed.Store(true)
-			}
-		}()
-	}
-	wg.Wait()
+	errs := inParallel(p.workers, len(p.chunks), func(next func() (int, bool)) error {
+		return p.decodeChunks(mem, phys, next)
+	})
 	var first error
 	for _, err := range errs {
 		if errors.Is(err, errUnevenChunks) {
@@ -447,18 +434,14 @@ func (p *BzImagePayload) decodeParallel(mem *memory.Guest, phys uint64) error {
 // decodeChunks decodes the chunks next hands out, until none is left or
 // another worker failed. A fault on the file's mapping is an error here
 // too: the setting is per goroutine.
-func (p *BzImagePayload) decodeChunks(mem *memory.Guest, phys uint64, next *atomic.Int64, failed *atomic.Bool) (err error) {
+func (p *BzImagePayload) decodeChunks(mem *memory.Guest, phys uint64, next func() (int, bool)) (err error) {
 	defer catchFault(&err, debug.SetPanicOnFault(true))
 	win, err := unix.Mmap(-1, 0, lz4Window, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return fmt.Errorf("boot: decode window: %w", err)
 	}
 	defer unix.Munmap(win)
-	for !failed.Load() {
-		i := int(next.Add(1) - 1)
-		if i >= len(p.chunks) {
-			return nil
-		}
+	for i, ok := next(); ok; i, ok = next() {
 		pos := uint64(i) * p.stride
 		want := min(p.stride, p.size-pos)
 		z := lz4Decoder{win: win, emit: func(b []byte) error {
