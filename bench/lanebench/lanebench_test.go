@@ -143,6 +143,22 @@ func TestSummarize(t *testing.T) {
 	if len(b) != 3 || b[0].ReadOfQEMU != 2 || b[0].WriteOfQEMU != 1 || b[1].ReadOfHost != 0.25 {
 		t.Fatalf("blk summary: %+v", b)
 	}
+	// Issue 6's targets: boot 0.67 > 0.5, 3,150 exits > 2,000, overhead
+	// 5.5 MiB > 5; disk read 2 and write 1 >= 1.
+	met := map[string]bool{}
+	for _, tg := range s.Targets {
+		met[tg.Name] = tg.Met
+	}
+	want := map[string]bool{"boot ours / qemu-q35": false, "VM exits to init, ours": false, "VMM overhead MiB, ours": false,
+		"disk read / QEMU's": true, "disk write / QEMU's": true}
+	if len(met) != len(want) {
+		t.Fatalf("targets %+v", s.Targets)
+	}
+	for n, w := range want {
+		if got, ok := met[n]; !ok || got != w {
+			t.Errorf("target %q: met %v (present %v), want %v", n, got, ok, w)
+		}
+	}
 }
 
 func TestReportOutputs(t *testing.T) {
@@ -183,7 +199,7 @@ func TestReportOutputs(t *testing.T) {
 	s := summarize(got)
 	var tbl bytes.Buffer
 	printTable(&tbl, got, s)
-	for _, want := range []string{"ours", "qemu-q35", "0.67", "failed: qemu-q35 round 1", "host-dd"} {
+	for _, want := range []string{"ours", "qemu-q35", "0.67", "failed: qemu-q35 round 1", "host-dd", "(target <= 0.5)  NOT met", "(target >= 1)  met"} {
 		if !strings.Contains(tbl.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, tbl.String())
 		}
