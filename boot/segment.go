@@ -77,12 +77,12 @@ func fileWindows(off, addr, n uint64) []fileWindow {
 }
 
 // loadSegments loads every segment's file bytes (loadSegment). From a
-// file, the windows are copied by up to maxDecodeWorkers goroutines at
+// file, the windows are copied by up to maxLoadWorkers goroutines at
 // once, which on a busy or emulated host halves the time it takes to fault
 // in and fill fresh guest memory; the windows write disjoint guest ranges.
 func loadSegments(mem *memory.Guest, r io.ReaderAt, loads []elfPhdr) error {
 	f, ok := r.(*os.File)
-	workers := min(runtime.GOMAXPROCS(0), maxDecodeWorkers)
+	workers := min(runtime.GOMAXPROCS(0), maxLoadWorkers)
 	if !ok || workers < 2 {
 		for _, ph := range loads {
 			if err := loadSegment(mem, r, ph.Offset, ph.Paddr, ph.Filesz); err != nil {

@@ -113,8 +113,9 @@ type BzImagePayload struct {
 	stride  uint64
 }
 
-// maxDecodeWorkers bounds the goroutines decoding chunks at once.
-const maxDecodeWorkers = 4
+// maxLoadWorkers bounds the goroutines that load a kernel at once:
+// decoding a bzImage's chunks or copying a vmlinux's segments.
+const maxLoadWorkers = 4
 
 // errUnevenChunks: decodeParallel could not place the chunks on its own
 // (a chunk but the last did not decode to exactly the stride, or one did
@@ -145,7 +146,7 @@ func OpenBzImage(f *os.File, size int64) (*BzImagePayload, error) {
 		return nil, fmt.Errorf("%w: map the kernel file: %w", ErrNotUnpackable, err)
 	}
 	p := &BzImagePayload{header: h, raw: raw, mapping: m, code: m[codeOff-mapOff:],
-		workers: min(runtime.GOMAXPROCS(0), maxDecodeWorkers), stride: lz4LegacyChunkMax}
+		workers: min(runtime.GOMAXPROCS(0), maxLoadWorkers), stride: lz4LegacyChunkMax}
 	if err := p.open(po, pl, codeOff-mapOff); err != nil {
 		p.Close()
 		return nil, err
@@ -410,8 +411,8 @@ func (p *BzImagePayload) evenChunks() bool {
 	return n > 1 && p.stride > 0 && (n-1)*p.stride < p.size && p.size <= n*p.stride
 }
 
-// decodeParallel decodes the chunks on p.workers goroutines, each chunk
-// through a window of its own straight to its place: LZ4 legacy chunks
+// decodeParallel decodes the chunks on p.workers goroutines, each through
+// a window of its own, every chunk straight to its place: LZ4 legacy chunks
 // depend on no other, and with even chunks (evenChunks) chunk i's bytes
 // start at i*stride. A chunk that does not decode to its stride ends it
 // with errUnevenChunks, and what was written is to be discarded.

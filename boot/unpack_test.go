@@ -484,7 +484,7 @@ func BenchmarkUnpackRealBzImage(b *testing.B) {
 	if bz == "" {
 		b.Skip("VMM_TEST_BZIMAGE not set")
 	}
-	for _, workers := range []int{1, maxDecodeWorkers} {
+	for _, workers := range []int{1, maxLoadWorkers} {
 		b.Run(fmt.Sprintf("decoders=%d", workers), func(b *testing.B) {
 			for b.Loop() {
 				p, err := openBzImageFile(b, bz)
