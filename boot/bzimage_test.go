@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"testing"
 )
@@ -144,26 +143,14 @@ func TestLoadBzImageShortReader(t *testing.T) {
 // TestLoadRealBzImage loads the kernel named by VMM_TEST_BZIMAGE (e.g. the
 // Debian cloud kernel's vmlinuz), if set.
 func TestLoadRealBzImage(t *testing.T) {
-	path := os.Getenv("VMM_TEST_BZIMAGE")
-	if path == "" {
-		t.Skip("VMM_TEST_BZIMAGE not set")
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, size := openEnvFile(t, "VMM_TEST_BZIMAGE")
 	mem := newTestMem(t, 256<<20)
-	k, err := LoadBzImage(mem, f, st.Size())
+	k, err := LoadBzImage(mem, f, size)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%s: protocol %#x, setup_sects %d, syssize %#x, init_size %#x, pref %#x, align %#x, xloadflags %#x, cmdline_size %d, runtime [%#x, %#x)",
-		filepath.Base(path), k.Header.Version, k.Header.SetupSects, k.Header.SysSize, k.Header.InitSize,
+		filepath.Base(f.Name()), k.Header.Version, k.Header.SetupSects, k.Header.SysSize, k.Header.InitSize,
 		k.Header.PrefAddress, k.Header.KernelAlignment, k.Header.XLoadFlags, k.CmdlineSize, k.RuntimeStart, k.End)
 	if k.Header.Version < 0x020f {
 		t.Errorf("protocol %#x", k.Header.Version)

@@ -2,7 +2,6 @@ package boot
 
 import (
 	"bytes"
-	"os"
 	"testing"
 )
 
@@ -69,29 +68,17 @@ func TestLoadPVHFewReads(t *testing.T) {
 
 // TestLoadRealPVH loads the vmlinux named by VMM_TEST_VMLINUX, if set.
 func TestLoadRealPVH(t *testing.T) {
-	path := os.Getenv("VMM_TEST_VMLINUX")
-	if path == "" {
-		t.Skip("VMM_TEST_VMLINUX not set")
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, size := openEnvFile(t, "VMM_TEST_VMLINUX")
 	mem := newTestMem(t, 256<<20)
 	cr := &countingReader{r: f}
-	k, err := LoadPVH(mem, cr, st.Size())
+	k, err := LoadPVH(mem, cr, size)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("entry32 %#x, segments [%#x, %#x), %d reads", k.Entry32, k.Start, k.End, cr.calls)
 	// The same from the file itself (mapped, zero pages skipped).
 	mapped := newTestMem(t, 256<<20)
-	if _, err := LoadPVH(mapped, f, st.Size()); err != nil {
+	if _, err := LoadPVH(mapped, f, size); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := mem.Slice(k.Start, k.End-k.Start)

@@ -78,6 +78,27 @@ func writeAndOpen(t testing.TB, path string, data []byte) *os.File {
 	return f
 }
 
+// openEnvFile opens the file the environment variable env names, for the
+// tests and benchmarks that load a real kernel, and returns it with its
+// size; without the variable the test is skipped.
+func openEnvFile(tb testing.TB, env string) (*os.File, int64) {
+	tb.Helper()
+	path := os.Getenv(env)
+	if path == "" {
+		tb.Skip(env + " not set")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { f.Close() })
+	st, err := f.Stat()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f, st.Size()
+}
+
 func firstDiff(a, b []byte) int {
 	for i := range a {
 		if a[i] != b[i] {
@@ -201,25 +222,13 @@ func FuzzLoadPVHFile(f *testing.F) {
 // BenchmarkLoadRealPVH loads VMM_TEST_VMLINUX into fresh guest memory, as
 // vmm does at every start with a vmlinux.
 func BenchmarkLoadRealPVH(b *testing.B) {
-	path := os.Getenv("VMM_TEST_VMLINUX")
-	if path == "" {
-		b.Skip("VMM_TEST_VMLINUX not set")
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		b.Fatal(err)
-	}
+	f, size := openEnvFile(b, "VMM_TEST_VMLINUX")
 	for b.Loop() {
 		mem, err := memory.New(RAMRegions(512 << 20))
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := LoadPVH(mem, f, st.Size()); err != nil {
+		if _, err := LoadPVH(mem, f, size); err != nil {
 			b.Fatal(err)
 		}
 		mem.Close()
